@@ -1,0 +1,345 @@
+package config
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/ispbalance/ispbalance/internal/kernelnames"
+)
+
+// Role says what a service is: an uplink to balance over, or a network
+// behind the router.
+type Role string
+
+const (
+	RoleISP Role = "isp"
+	RoleLAN Role = "lan"
+)
+
+// Mode is how ISPs share the traffic.
+type Mode string
+
+const (
+	// Balanced spreads new connections over every up ISP by weight.
+	Balanced Mode = "balanced"
+	// Failover sends everything through the heaviest up ISP.
+	Failover Mode = "failover"
+)
+
+// DefaultPingHost is what the original used when the ping column says
+// `default`. The monitor resolves it; the core only carries it along.
+const DefaultPingHost = "www.google.ca"
+
+// Service is one row of the service table.
+type Service struct {
+	Name   string
+	Device string
+	Role   Role
+	// PingTargets are the monitor's probe targets as written (addresses or
+	// host names). Empty means the ISP's gateway.
+	PingTargets []string
+	Weight      int
+	// Gateway from the config column; the zero Addr means "discover it".
+	Gateway netip.Addr
+	Line    int
+}
+
+// Option is a `name=value` line the core does not interpret itself; the
+// link monitor validates and uses it.
+type Option struct {
+	Name, Value string
+	File        string
+	Line        int
+}
+
+// Group is one forwarding_group line, expanded to service names.
+type Group struct {
+	Members []string
+	Line    int
+}
+
+// Config is a parsed balance.conf.
+type Config struct {
+	Path     string
+	Services []Service // in file order
+	Mode     Mode
+	// Groups are the forwarding groups; when the file has none this holds
+	// the original's default, one group of every service.
+	Groups []Group
+	// InternetSSH opens ssh to the router from the Internet (rate-limited),
+	// as the original's documentation promises.
+	InternetSSH bool
+	// MonitorOptions are passed to the link monitor.
+	MonitorOptions []Option
+}
+
+// ISPs returns the ISP services sorted by name: the order that numbers
+// them 1..N for tables and marks, as the original does.
+func (c *Config) ISPs() []Service { return c.byRole(RoleISP) }
+
+// LANs returns the LAN services sorted by name.
+func (c *Config) LANs() []Service { return c.byRole(RoleLAN) }
+
+func (c *Config) byRole(r Role) []Service {
+	var out []Service
+	for _, s := range c.Services {
+		if s.Role == r {
+			out = append(out, s)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// Service returns the service with the given name.
+func (c *Config) Service(name string) (Service, bool) {
+	for _, s := range c.Services {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return Service{}, false
+}
+
+// LineError is a problem at one line of a configuration file.
+type LineError struct {
+	File string
+	Line int
+	Msg  string
+}
+
+func (e *LineError) Error() string { return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg) }
+
+// Load reads and parses the file at path.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading configuration: %w", err)
+	}
+	return Parse(path, bytes.NewReader(data))
+}
+
+// serviceName keeps names usable inside chain names (iptables allows 28
+// characters; "ISPB-MARK-" takes 10) and state file names.
+var serviceName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,17}$`)
+
+// deviceName is what the kernel accepts as an interface name (15 bytes),
+// plus the alias label (`eth3:0`) and VLAN-on-bond (`eth0.10@bond0`)
+// spellings the original accepted.
+var deviceName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}(:[A-Za-z0-9_.-]{1,14})?(@[A-Za-z0-9_.-]{1,15})?$`)
+
+// hostName accepts DNS names for ping targets.
+var hostName = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*\.?$`)
+
+var settingName = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
+
+// Parse reads balance.conf from r; name is used in error messages.
+func Parse(name string, r io.Reader) (*Config, error) {
+	c := &Config{Path: name, Mode: Balanced, InternetSSH: true}
+	var rawGroups []rawGroup
+	seenSetting := map[string]int{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	lineNo := 0
+	fail := func(format string, args ...any) error {
+		return &LineError{File: name, Line: lineNo, Msg: fmt.Sprintf(format, args...)}
+	}
+	for sc.Scan() {
+		lineNo++
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if key, value, ok := strings.Cut(line, "="); ok && !strings.ContainsAny(strings.TrimSpace(key), " \t") {
+			key = strings.TrimSpace(key)
+			value = strings.TrimSpace(value)
+			if i := strings.Index(value, " #"); i >= 0 {
+				value = strings.TrimSpace(value[:i])
+			}
+			switch key {
+			case "mode":
+				if prev, dup := seenSetting[key]; dup {
+					return nil, fail("mode is set again (first at line %d)", prev)
+				}
+				seenSetting[key] = lineNo
+				switch Mode(value) {
+				case Balanced, Failover:
+					c.Mode = Mode(value)
+				default:
+					return nil, fail("mode must be %q or %q, not %q", Balanced, Failover, value)
+				}
+			case "forwarding_group":
+				names := strings.Fields(value)
+				if len(names) == 0 {
+					return nil, fail("forwarding_group names no services")
+				}
+				rawGroups = append(rawGroups, rawGroup{names: names, line: lineNo})
+			case "internet_ssh":
+				if prev, dup := seenSetting[key]; dup {
+					return nil, fail("internet_ssh is set again (first at line %d)", prev)
+				}
+				seenSetting[key] = lineNo
+				b, err := parseBool(value)
+				if err != nil {
+					return nil, fail("internet_ssh: %v", err)
+				}
+				c.InternetSSH = b
+			default:
+				if !settingName.MatchString(key) {
+					return nil, fail("%q is not a setting name", key)
+				}
+				c.MonitorOptions = append(c.MonitorOptions, Option{Name: key, Value: value, File: name, Line: lineNo})
+			}
+			continue
+		}
+		s, err := parseService(strings.Fields(line))
+		if err != nil {
+			return nil, fail("%v", err)
+		}
+		s.Line = lineNo
+		for _, prev := range c.Services {
+			if prev.Name == s.Name {
+				return nil, fail("service %s is defined again (first at line %d)", s.Name, prev.Line)
+			}
+			if prev.Device == s.Device {
+				return nil, fail("device %s is used by service %s too (line %d)", s.Device, prev.Name, prev.Line)
+			}
+		}
+		c.Services = append(c.Services, s)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", name, err)
+	}
+	if n := len(c.ISPs()); n > kernelnames.MaxISPs {
+		return nil, fmt.Errorf("%s: %d ISP services, at most %d are supported", name, n, kernelnames.MaxISPs)
+	}
+	groups, err := expandGroups(name, rawGroups, c.Services)
+	if err != nil {
+		return nil, err
+	}
+	c.Groups = groups
+	return c, nil
+}
+
+type rawGroup struct {
+	names []string
+	line  int
+}
+
+func parseService(f []string) (Service, error) {
+	if len(f) < 3 {
+		return Service{}, errors.New("a service line needs at least SERVICE DEVICE ROLE")
+	}
+	if len(f) > 6 {
+		return Service{}, fmt.Errorf("too many columns (%d); expected SERVICE DEVICE ROLE [PING-IP [WEIGHT [GATEWAY]]]", len(f))
+	}
+	s := Service{Name: f[0], Device: f[1], Role: Role(f[2]), Weight: 1}
+	switch {
+	case s.Name == "up" || s.Name == "down" || s.Name == "long_down":
+		return s, fmt.Errorf("a service may not be named %q: the word is an event name", s.Name)
+	case !serviceName.MatchString(s.Name):
+		return s, fmt.Errorf("service name %q: use 1-18 letters, digits, '_', '.' or '-'", s.Name)
+	case !deviceName.MatchString(s.Device):
+		return s, fmt.Errorf("device %q is not an interface name", s.Device)
+	}
+	if s.Role != RoleISP && s.Role != RoleLAN {
+		return s, fmt.Errorf("role %q is unknown; use %q or %q", f[2], RoleISP, RoleLAN)
+	}
+	if len(f) > 3 && f[3] != "default" {
+		for _, t := range strings.Split(f[3], ",") {
+			if _, err := netip.ParseAddr(t); err != nil && !hostName.MatchString(t) {
+				return s, fmt.Errorf("ping target %q is neither an address nor a host name", t)
+			}
+			s.PingTargets = append(s.PingTargets, t)
+		}
+	} else if s.Role == RoleISP {
+		s.PingTargets = []string{DefaultPingHost}
+	}
+	if len(f) > 4 && f[4] != "default" {
+		w, err := strconv.Atoi(f[4])
+		if err != nil || w < 1 || w > 1000 {
+			return s, fmt.Errorf("weight %q is not a whole number from 1 to 1000", f[4])
+		}
+		s.Weight = w
+	}
+	if len(f) > 5 && f[5] != "default" {
+		gw, err := netip.ParseAddr(f[5])
+		if err != nil || !gw.Is4() {
+			return s, fmt.Errorf("gateway %q is not an IPv4 address", f[5])
+		}
+		s.Gateway = gw
+	}
+	if s.Role == RoleLAN && (len(f) > 4 && f[4] != "default" || len(f) > 5 && f[5] != "default") {
+		return s, errors.New("weight and gateway apply to isp services only")
+	}
+	return s, nil
+}
+
+func expandGroups(file string, raw []rawGroup, services []Service) ([]Group, error) {
+	if len(raw) == 0 {
+		// The original's default: one group ":lan :isp", everything may forward.
+		raw = []rawGroup{{names: []string{":lan", ":isp"}}}
+	}
+	var groups []Group
+	for _, rg := range raw {
+		g := Group{Line: rg.line}
+		add := func(n string) {
+			if !slices.Contains(g.Members, n) {
+				g.Members = append(g.Members, n)
+			}
+		}
+		for _, n := range rg.names {
+			switch n {
+			case ":isp", ":lan":
+				for _, s := range services {
+					if string(s.Role) == n[1:] {
+						add(s.Name)
+					}
+				}
+			default:
+				found := false
+				for _, s := range services {
+					if s.Name == n {
+						found = true
+						add(n)
+					}
+				}
+				if !found {
+					return nil, &LineError{File: file, Line: rg.line, Msg: fmt.Sprintf("forwarding_group names unknown service %q", n)}
+				}
+			}
+		}
+		groups = append(groups, g)
+	}
+	return groups, nil
+}
+
+// MayForward reports whether some forwarding group holds both services.
+func (c *Config) MayForward(from, to string) bool {
+	for _, g := range c.Groups {
+		if slices.Contains(g.Members, from) && slices.Contains(g.Members, to) {
+			return true
+		}
+	}
+	return false
+}
+
+func parseBool(v string) (bool, error) {
+	switch strings.ToLower(v) {
+	case "yes", "on", "true", "1":
+		return true, nil
+	case "no", "off", "false", "0":
+		return false, nil
+	}
+	return false, fmt.Errorf("%q is not yes or no", v)
+}

@@ -1,0 +1,133 @@
+package config
+
+import (
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+const sample = `# service table
+#service  device  role  ping-ip            weight gateway
+CABLE     eth0    isp   192.0.2.1,198.51.100.7  3     100.64.1.1
+DSL       ppp0    isp   default            default default
+LAN       eth2    lan
+DMZ       eth3:0  lan
+mode=failover
+forwarding_group=LAN :isp
+forwarding_group=DMZ CABLE
+internet_ssh = no
+interval_ms=500   # probes
+warn_email=root@localhost
+`
+
+func TestParseSample(t *testing.T) {
+	c, err := Parse("balance.conf", strings.NewReader(sample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &Config{
+		Path: "balance.conf",
+		Mode: Failover,
+		Services: []Service{
+			{Name: "CABLE", Device: "eth0", Role: RoleISP, PingTargets: []string{"192.0.2.1", "198.51.100.7"}, Weight: 3, Gateway: netip.MustParseAddr("100.64.1.1"), Line: 3},
+			{Name: "DSL", Device: "ppp0", Role: RoleISP, PingTargets: []string{DefaultPingHost}, Weight: 1, Line: 4},
+			{Name: "LAN", Device: "eth2", Role: RoleLAN, Weight: 1, Line: 5},
+			{Name: "DMZ", Device: "eth3:0", Role: RoleLAN, Weight: 1, Line: 6},
+		},
+		Groups: []Group{
+			{Members: []string{"LAN", "CABLE", "DSL"}, Line: 8},
+			{Members: []string{"DMZ", "CABLE"}, Line: 9},
+		},
+		InternetSSH: false,
+		MonitorOptions: []Option{
+			{Name: "interval_ms", Value: "500", File: "balance.conf", Line: 11},
+			{Name: "warn_email", Value: "root@localhost", File: "balance.conf", Line: 12},
+		},
+	}
+	if d := cmp.Diff(want, c, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); d != "" {
+		t.Errorf("parse mismatch (-want +got):\n%s", d)
+	}
+	if !c.MayForward("LAN", "DSL") || c.MayForward("DMZ", "DSL") || c.MayForward("LAN", "DMZ") {
+		t.Errorf("forwarding groups evaluated wrongly")
+	}
+	if got := c.ISPs(); len(got) != 2 || got[0].Name != "CABLE" || got[1].Name != "DSL" {
+		t.Errorf("ISPs() = %v, want CABLE, DSL in name order", got)
+	}
+}
+
+func TestDefaultGroupAllowsEverything(t *testing.T) {
+	c, err := Parse("b", strings.NewReader("A eth0 isp\nB eth1 isp\nL eth2 lan\nM eth3 lan\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Mode != Balanced || !c.InternetSSH {
+		t.Errorf("defaults: mode %q internet_ssh %v", c.Mode, c.InternetSSH)
+	}
+	if !c.MayForward("L", "M") || !c.MayForward("L", "B") {
+		t.Errorf("default group should allow all forwarding")
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	cases := []struct {
+		name, src string
+		line      int
+		want      string
+	}{
+		{"unknown role", "A eth0 wan\n", 1, `role "wan" is unknown`},
+		{"duplicate service", "A eth0 isp\n\nA eth1 isp\n", 3, "service A is defined again (first at line 1)"},
+		{"duplicate device", "A eth0 isp\nB eth0 isp\n", 2, "device eth0 is used by service A too"},
+		{"named up", "up eth0 isp\n", 1, `may not be named "up"`},
+		{"named down", "# c\ndown eth0 isp\n", 2, `may not be named "down"`},
+		{"weight zero", "A eth0 isp default 0\n", 1, `weight "0" is not a whole number`},
+		{"weight word", "A eth0 isp default heavy\n", 1, `weight "heavy"`},
+		{"bad gateway", "A eth0 isp default 1 300.1.1.1\n", 1, `gateway "300.1.1.1" is not an IPv4 address`},
+		{"v6 gateway", "A eth0 isp default 1 2001:db8::1\n", 1, `gateway "2001:db8::1" is not an IPv4 address`},
+		{"bad ping", "A eth0 isp 1.2.3.4;rm\n", 1, `ping target "1.2.3.4;rm"`},
+		{"unknown group member", "A eth0 isp\nforwarding_group=A B\n", 2, `unknown service "B"`},
+		{"bad mode", "A eth0 isp\nmode=roundrobin\n", 2, `mode must be "balanced" or "failover", not "roundrobin"`},
+		{"mode twice", "mode=failover\nmode=balanced\n", 2, "mode is set again"},
+		{"short line", "A eth0\n", 1, "needs at least SERVICE DEVICE ROLE"},
+		{"too many columns", "A eth0 isp x 1 192.0.2.1 extra\n", 1, "too many columns"},
+		{"bad device", "A eth0;x isp\n", 1, `device "eth0;x"`},
+		{"bad name", "A/B eth0 isp\n", 1, `service name "A/B"`},
+		{"lan weight", "L eth0 lan default 3\n", 1, "isp services only"},
+		{"bad ssh switch", "internet_ssh=maybe\n", 1, "is not yes or no"},
+		{"bad setting name", "Foo-Bar=1\n", 1, "is not a setting name"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("/etc/network/balance.conf", strings.NewReader(tc.src))
+			var le *LineError
+			if !errors.As(err, &le) {
+				t.Fatalf("got %v, want a line error", err)
+			}
+			if le.File != "/etc/network/balance.conf" || le.Line != tc.line || !strings.Contains(le.Msg, tc.want) {
+				t.Errorf("got %q, want line %d containing %q", err, tc.line, tc.want)
+			}
+		})
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add(sample)
+	f.Add("A eth0 isp\nforwarding_group=:lan\n")
+	f.Fuzz(func(t *testing.T, src string) {
+		c, err := Parse("f", strings.NewReader(src))
+		if err != nil {
+			var le *LineError
+			if !errors.As(err, &le) && !strings.Contains(err.Error(), "ISP services") && !strings.Contains(err.Error(), "reading") {
+				t.Fatalf("error without file:line: %v", err)
+			}
+			return
+		}
+		for _, s := range c.Services {
+			if s.Weight < 1 || (s.Role != RoleISP && s.Role != RoleLAN) {
+				t.Fatalf("accepted invalid service %+v", s)
+			}
+		}
+	})
+}
