@@ -1,0 +1,221 @@
+package plan
+
+import (
+	"sort"
+	"strconv"
+
+	"github.com/ispbalance/ispbalance/internal/config"
+	kn "github.com/ispbalance/ispbalance/internal/kernelnames"
+)
+
+// logChains are the original's log-and-act chains. Each logs at most once
+// a minute (burst 1) so that a flood cannot fill the disk.
+var logChains = []struct {
+	name, prefix string
+	action       []string
+}{
+	{kn.ChainDropGen, "GENERAL", []string{"-j", "DROP"}},
+	{kn.ChainDropInval, "INVALID", []string{"-j", "DROP"}},
+	{kn.ChainDropPerm, "ACCESS-DENIED", []string{"-j", "DROP"}},
+	{kn.ChainDropSpoof, "SPOOFED", []string{"-j", "DROP"}},
+	{kn.ChainDropFlood, "FLOOD", []string{"-j", "DROP"}},
+	{kn.ChainRejectPerm, "REJECTED", []string{"-j", "REJECT", "--reject-with", "icmp-port-unreachable"}},
+	{kn.ChainDebug, "DEBUG", nil},
+}
+
+func r(args ...string) []string { return args }
+
+func planFirewall(cfg *config.Config, p Plan) []Table {
+	return []Table{filterTable(cfg, p), mangleTable(p), natTable(p)}
+}
+
+func filterTable(cfg *config.Config, p Plan) Table {
+	var chains []Chain
+	for _, lc := range logChains {
+		c := Chain{Name: lc.name, Rules: [][]string{
+			r("-m", "limit", "--limit", "1/minute", "--limit-burst", "1", "-j", "LOG", "--log-prefix", kn.LogPrefix+lc.prefix+": "),
+		}}
+		if lc.action != nil {
+			c.Rules = append(c.Rules, lc.action)
+		}
+		chains = append(chains, c)
+	}
+
+	input := Chain{Name: kn.ChainInput, Rules: [][]string{
+		r("-i", "lo", "-j", "ACCEPT"),
+		r("-s", "127.0.0.0/8", "-j", kn.ChainDropSpoof),
+		r("-m", "conntrack", "--ctstate", "INVALID", "-j", kn.ChainDropInval),
+		r("-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"),
+		r("-p", "icmp", "-m", "icmp", "--icmp-type", "8", "-m", "limit", "--limit", "1/sec", "--limit-burst", "5", "-j", "ACCEPT"),
+		r("-p", "icmp", "-m", "icmp", "--icmp-type", "8", "-j", kn.ChainDropFlood),
+	}}
+	for _, lan := range p.LANs {
+		input.Rules = append(input.Rules,
+			r("-i", lan.Kernel, "-s", lan.Addr.Masked().String(), "-j", "ACCEPT"),
+			r("-i", lan.Kernel, "-m", "addrtype", "--dst-type", "BROADCAST", "-j", "ACCEPT"),
+			// DHCP requests come from 0.0.0.0, outside the LAN's subnet.
+			r("-i", lan.Kernel, "-p", "udp", "-m", "udp", "--sport", "68", "--dport", "67", "-j", "ACCEPT"),
+		)
+	}
+	if cfg.InternetSSH && len(p.ISPs) > 0 {
+		// The original's documentation promises ssh from the Internet;
+		// a per-source rate limit keeps password guessing slow.
+		input.Rules = append(input.Rules,
+			r("-p", "tcp", "-m", "tcp", "--dport", "22", "-m", "conntrack", "--ctstate", "NEW",
+				"-m", "hashlimit", "--hashlimit-upto", "6/min", "--hashlimit-burst", "6",
+				"--hashlimit-mode", "srcip", "--hashlimit-name", "ispb-ssh", "-j", "ACCEPT"),
+			r("-p", "tcp", "-m", "tcp", "--dport", "22", "-j", kn.ChainDropFlood),
+		)
+	}
+	input.Rules = append(input.Rules, r("-j", kn.ChainRejectPerm))
+
+	forward := Chain{Name: kn.ChainForward, Rules: [][]string{
+		r("-m", "conntrack", "--ctstate", "INVALID", "-j", kn.ChainDropInval),
+		r("-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"),
+	}}
+	for _, lan := range p.LANs {
+		for _, isp := range p.ISPs {
+			if cfg.MayForward(lan.Name, isp.Name) {
+				forward.Rules = append(forward.Rules, r("-i", lan.Kernel, "-o", isp.Kernel, "-s", lan.Addr.Masked().String(), "-j", "ACCEPT"))
+			}
+		}
+		for _, other := range p.LANs {
+			if other.Name != lan.Name && cfg.MayForward(lan.Name, other.Name) {
+				forward.Rules = append(forward.Rules, r("-i", lan.Kernel, "-o", other.Kernel, "-s", lan.Addr.Masked().String(), "-d", other.Addr.Masked().String(), "-j", "ACCEPT"))
+			}
+		}
+	}
+	forward.Rules = append(forward.Rules, r("-j", kn.ChainDropGen))
+
+	output := Chain{Name: kn.ChainOutput, Rules: [][]string{
+		r("-o", "lo", "-j", "ACCEPT"),
+		r("-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"),
+	}}
+	for _, dev := range devices(p) {
+		output.Rules = append(output.Rules, r("-o", dev, "-j", "ACCEPT"))
+	}
+	output.Rules = append(output.Rules, r("-j", kn.ChainDropSpoof))
+
+	chains = append(chains, input, forward, output)
+	return Table{Name: "filter", Chains: chains, Jumps: []Jump{
+		{"INPUT", kn.ChainInput}, {"FORWARD", kn.ChainForward}, {"OUTPUT", kn.ChainOutput},
+	}}
+}
+
+// devices lists the kernel devices of LANs then ISPs, each once.
+func devices(p Plan) []string {
+	var out []string
+	seen := map[string]bool{}
+	add := func(d string) {
+		if !seen[d] {
+			seen[d] = true
+			out = append(out, d)
+		}
+	}
+	for _, lan := range p.LANs {
+		add(lan.Kernel)
+	}
+	for _, isp := range p.ISPs {
+		add(isp.Kernel)
+	}
+	return out
+}
+
+func markArg(m uint32) string { return kn.FormatMark(m) + "/" + kn.FormatMark(kn.MarkMask) }
+
+func mangleTable(p Plan) Table {
+	mask := kn.FormatMark(kn.MarkMask)
+	pre := Chain{Name: kn.ChainPrerouting, Rules: [][]string{
+		// Packets of a connection already assigned to an ISP carry its mark
+		// again, so the connection stays on that ISP for its lifetime.
+		r("-j", "CONNMARK", "--restore-mark", "--nfmask", mask, "--ctmask", mask),
+		r("-m", "mark", "!", "--mark", "0x0/"+mask, "-j", "RETURN"),
+	}}
+	var chains []Chain
+	for _, isp := range p.ISPs {
+		chains = append(chains, Chain{Name: kn.MarkChain(isp.Name), Rules: [][]string{
+			r("-j", "MARK", "--set-xmark", markArg(isp.Mark)),
+			r("-j", "CONNMARK", "--save-mark", "--nfmask", mask, "--ctmask", mask),
+		}})
+		// Connections that arrive on an ISP are tied to it, so replies to
+		// them (port forwards, services on the router) leave the same way.
+		in := r("-i", isp.Kernel)
+		if isp.Alias {
+			in = append(in, "-d", isp.Addr.Addr().String()+"/32")
+		}
+		pre.Rules = append(pre.Rules, append(in, "-m", "conntrack", "--ctstate", "NEW", "-j", kn.MarkChain(isp.Name)))
+	}
+	for _, lan := range p.LANs {
+		pre.Rules = append(pre.Rules, r("-i", lan.Kernel, "-s", lan.Addr.Masked().String(),
+			"-m", "conntrack", "--ctstate", "NEW", "-m", "addrtype", "!", "--dst-type", "LOCAL", "-j", kn.ChainBalance))
+	}
+	balance := Chain{Name: kn.ChainBalance, Rules: balanceRules(p)}
+
+	forward := Chain{Name: kn.ChainForward}
+	for _, isp := range p.ISPs {
+		if isp.PPP {
+			// PPPoE's smaller MTU breaks path-MTU discovery behind many
+			// firewalls; clamping the MSS of SYNs avoids stalled sessions.
+			forward.Rules = append(forward.Rules,
+				r("-o", isp.Kernel, "-p", "tcp", "-m", "tcp", "--tcp-flags", "SYN,RST", "SYN", "-j", "TCPMSS", "--clamp-mss-to-pmtu"),
+				r("-i", isp.Kernel, "-p", "tcp", "-m", "tcp", "--tcp-flags", "SYN,RST", "SYN", "-j", "TCPMSS", "--clamp-mss-to-pmtu"))
+		}
+	}
+	chains = append([]Chain{pre, balance, forward}, chains...)
+	return Table{Name: "mangle", Chains: chains, Jumps: []Jump{
+		{"PREROUTING", kn.ChainPrerouting}, {"FORWARD", kn.ChainForward},
+	}}
+}
+
+// balanceRules assigns a new connection to an up ISP. In balanced mode it
+// is the original's cascade of random matches: sorted by share ascending,
+// rule i matches with share_i / (1 - earlier shares), so each ISP gets its
+// weight's share and the last rule always matches. In failover mode all
+// go to the heaviest up ISP.
+func balanceRules(p Plan) [][]string {
+	var routing []ISP
+	for _, isp := range p.ISPs {
+		if isp.Routing {
+			routing = append(routing, isp)
+		}
+	}
+	if len(routing) == 0 {
+		return nil
+	}
+	if p.Mode == config.Failover {
+		return [][]string{r("-j", kn.MarkChain(heaviest(routing).Name))}
+	}
+	total := 0
+	for _, isp := range routing {
+		total += isp.Weight
+	}
+	sort.SliceStable(routing, func(i, j int) bool { return routing[i].Weight < routing[j].Weight })
+	var rules [][]string
+	remaining := total
+	for i, isp := range routing {
+		if i == len(routing)-1 {
+			rules = append(rules, r("-j", kn.MarkChain(isp.Name)))
+			break
+		}
+		prob := float64(isp.Weight) / float64(remaining)
+		rules = append(rules, r("-m", "statistic", "--mode", "random", "--probability", strconv.FormatFloat(prob, 'f', 8, 64), "-j", kn.MarkChain(isp.Name)))
+		remaining -= isp.Weight
+	}
+	return rules
+}
+
+func natTable(p Plan) Table {
+	post := Chain{Name: kn.ChainPostrouting}
+	if len(p.LANs) > 0 {
+		for _, isp := range p.ISPs {
+			if isp.Alias {
+				// MASQUERADE would pick the device's primary address, not
+				// the alias's, so name the address.
+				post.Rules = append(post.Rules, r("-o", isp.Kernel, "-m", "mark", "--mark", markArg(isp.Mark), "-j", "SNAT", "--to-source", isp.Addr.Addr().String()))
+				continue
+			}
+			post.Rules = append(post.Rules, r("-o", isp.Kernel, "-j", "MASQUERADE"))
+		}
+	}
+	return Table{Name: "nat", Chains: []Chain{post}, Jumps: []Jump{{"POSTROUTING", kn.ChainPostrouting}}}
+}

@@ -1,0 +1,304 @@
+package plan
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+
+	"github.com/ispbalance/ispbalance/internal/config"
+	"github.com/ispbalance/ispbalance/internal/kernelnames"
+)
+
+// Link is what discovery found about one configured device.
+type Link struct {
+	// Kernel is the kernel's name of the device ("eth3" for "eth3:0").
+	Kernel  string
+	Present bool
+	// Carrier is true when the link is administratively up and has carrier.
+	Carrier bool
+	Addr    netip.Prefix
+	Gateway netip.Addr
+	// GatewayFrom says where the gateway came from (config, route, peer,
+	// lease:FILE, guess), for the status table.
+	GatewayFrom string
+	// Problem says why the device is not Present.
+	Problem string
+}
+
+// Input is everything Build needs.
+type Input struct {
+	Config *config.Config
+	// Links is keyed by the device as written in the configuration.
+	Links map[string]Link
+	// Up holds the ISP services that the monitor or the admin consider up.
+	Up map[string]bool
+}
+
+// ISP is one ISP service as planned.
+type ISP struct {
+	Name    string
+	Device  string // as configured
+	Kernel  string // kernel device name
+	Alias   bool   // an address label on a shared device ("eth3:0")
+	PPP     bool
+	Index   int // 1..N in name order, the original's numbering
+	Table   int
+	Mark    uint32
+	Weight  int
+	Addr    netip.Prefix
+	Gateway netip.Addr
+	GwFrom  string
+	Carrier bool
+	// Up is the admin's or monitor's verdict; Routing is whether the ISP
+	// carries new connections (up, present and with carrier).
+	Up      bool
+	Routing bool
+}
+
+// LAN is one LAN service as planned.
+type LAN struct {
+	Name   string
+	Device string
+	Kernel string
+	Addr   netip.Prefix
+}
+
+// Skipped is a configured service left out because its device is missing
+// or has no address; the next rebuild picks it up.
+type Skipped struct {
+	Service, Device, Reason string
+}
+
+// Nexthop is one leg of a multipath route.
+type Nexthop struct {
+	Gateway netip.Addr
+	Device  string
+	Weight  int
+	OnLink  bool
+}
+
+// Route is one route in one of our tables. Either Nexthops has two or more
+// entries, or Gateway/Device describe the single path.
+type Route struct {
+	Table    int
+	Dst      netip.Prefix
+	Gateway  netip.Addr
+	Device   string
+	Src      netip.Addr
+	OnLink   bool
+	Nexthops []Nexthop
+}
+
+// Rule is one policy-routing rule. Zero fields do not match.
+type Rule struct {
+	Priority          int
+	Table             int
+	Mark, Mask        uint32
+	Src               netip.Prefix
+	Oif               string
+	SuppressPrefixlen int // -1: none
+}
+
+// Sysctl is one kernel setting under /proc/sys. Path holds the components
+// separately because device names may contain dots.
+type Sysctl struct {
+	Path  []string
+	Value string
+}
+
+// Key renders the sysctl the way sysctl(8) spells it (dots between
+// components, dots inside a component written as slashes).
+func (s Sysctl) Key() string {
+	parts := make([]string, len(s.Path))
+	for i, p := range s.Path {
+		parts[i] = strings.ReplaceAll(p, ".", "/")
+	}
+	return strings.Join(parts, ".")
+}
+
+// Chain is one of our iptables chains; each rule is an argument list as
+// it follows `-A CHAIN`.
+type Chain struct {
+	Name  string
+	Rules [][]string
+}
+
+// Jump is the one rule we put into a built-in chain: `-A From -j To`.
+type Jump struct {
+	From, To string
+}
+
+// Table is our part of one iptables table.
+type Table struct {
+	Name   string
+	Chains []Chain
+	Jumps  []Jump
+}
+
+// Plan is the complete desired state.
+type Plan struct {
+	Mode    config.Mode
+	ISPs    []ISP
+	LANs    []LAN
+	Skipped []Skipped
+	Routes  []Route
+	Rules   []Rule
+	Sysctls []Sysctl
+	// Firewall holds the filter, mangle and nat tables, in that order.
+	Firewall []Table
+}
+
+// Build computes the desired state. It fails only on facts that make a
+// safe plan impossible.
+func Build(in Input) (Plan, error) {
+	cfg := in.Config
+	if cfg == nil {
+		return Plan{}, fmt.Errorf("building plan: no configuration")
+	}
+	if len(cfg.ISPs()) == 0 {
+		return Plan{}, fmt.Errorf("%s: no isp services are configured", cfg.Path)
+	}
+	p := Plan{Mode: cfg.Mode}
+	for i, s := range cfg.ISPs() {
+		index := i + 1
+		l, ok := in.Links[s.Device]
+		if !ok || !l.Present || !l.Addr.IsValid() {
+			p.Skipped = append(p.Skipped, Skipped{s.Name, s.Device, reason(l, ok)})
+			continue
+		}
+		if !l.Gateway.IsValid() {
+			p.Skipped = append(p.Skipped, Skipped{s.Name, s.Device, "no gateway found"})
+			continue
+		}
+		isp := ISP{
+			Name: s.Name, Device: s.Device, Kernel: l.Kernel,
+			Alias: strings.Contains(s.Device, ":"), PPP: strings.HasPrefix(l.Kernel, "ppp"),
+			Index: index, Table: kernelnames.ISPTable(index), Mark: kernelnames.ISPMark(index),
+			Weight: s.Weight, Addr: l.Addr, Gateway: l.Gateway, GwFrom: l.GatewayFrom,
+			Carrier: l.Carrier, Up: in.Up[s.Name],
+		}
+		isp.Routing = isp.Up && isp.Carrier
+		p.ISPs = append(p.ISPs, isp)
+	}
+	for _, s := range cfg.LANs() {
+		l, ok := in.Links[s.Device]
+		if !ok || !l.Present || !l.Addr.IsValid() {
+			p.Skipped = append(p.Skipped, Skipped{s.Name, s.Device, reason(l, ok)})
+			continue
+		}
+		p.LANs = append(p.LANs, LAN{Name: s.Name, Device: s.Device, Kernel: l.Kernel, Addr: l.Addr})
+	}
+	p.Routes = planRoutes(p)
+	p.Rules = planRules(p)
+	p.Sysctls = planSysctls(p)
+	p.Firewall = planFirewall(cfg, p)
+	return p, nil
+}
+
+func reason(l Link, found bool) string {
+	switch {
+	case !found:
+		return "device not discovered"
+	case l.Problem != "":
+		return l.Problem
+	default:
+		return "no IPv4 address"
+	}
+}
+
+// onLink is needed when the gateway is outside the device's subnet (a
+// point-to-point peer, or an ISP that hands out a /32); the kernel then
+// takes our word that the gateway is directly reachable.
+func onLink(isp ISP) bool { return !isp.Addr.Masked().Contains(isp.Gateway) }
+
+var defaultRoute = netip.MustParsePrefix("0.0.0.0/0")
+
+func planRoutes(p Plan) []Route {
+	var routes []Route
+	var routing []ISP
+	for _, isp := range p.ISPs {
+		routes = append(routes, Route{Table: isp.Table, Dst: defaultRoute, Gateway: isp.Gateway, Device: isp.Kernel, OnLink: onLink(isp)})
+		if isp.Addr.Bits() < 32 {
+			// The ISP's own subnet in its table keeps the table usable on its
+			// own (the monitor's probes to the gateway, `ip route get ...
+			// table N`) without depending on main.
+			routes = append(routes, Route{Table: isp.Table, Dst: isp.Addr.Masked(), Device: isp.Kernel, Src: isp.Addr.Addr()})
+		}
+		if isp.Routing {
+			routing = append(routing, isp)
+		}
+	}
+	switch {
+	case len(routing) == 0:
+		// No default in our balance table: the router falls back to
+		// whatever main has, as it would without ispbalance.
+	case p.Mode == config.Failover:
+		best := heaviest(routing)
+		routes = append(routes, Route{Table: kernelnames.BalanceTable, Dst: defaultRoute, Gateway: best.Gateway, Device: best.Kernel, OnLink: onLink(best)})
+	case len(routing) == 1:
+		only := routing[0]
+		routes = append(routes, Route{Table: kernelnames.BalanceTable, Dst: defaultRoute, Gateway: only.Gateway, Device: only.Kernel, OnLink: onLink(only)})
+	default:
+		r := Route{Table: kernelnames.BalanceTable, Dst: defaultRoute}
+		for _, isp := range routing {
+			r.Nexthops = append(r.Nexthops, Nexthop{Gateway: isp.Gateway, Device: isp.Kernel, Weight: isp.Weight, OnLink: onLink(isp)})
+		}
+		routes = append(routes, r)
+	}
+	return routes
+}
+
+// heaviest picks the failover ISP: highest weight, ties to the lowest index.
+func heaviest(isps []ISP) ISP {
+	best := isps[0]
+	for _, isp := range isps[1:] {
+		if isp.Weight > best.Weight {
+			best = isp
+		}
+	}
+	return best
+}
+
+func planRules(p Plan) []Rule {
+	if len(p.ISPs) == 0 {
+		return nil
+	}
+	rules := []Rule{{Priority: kernelnames.PrioSuppressMain, Table: mainTable, SuppressPrefixlen: 0}}
+	for _, isp := range p.ISPs {
+		rules = append(rules,
+			Rule{Priority: kernelnames.PrioFwmarkBase + isp.Index, Table: isp.Table, Mark: isp.Mark, Mask: kernelnames.MarkMask, SuppressPrefixlen: -1},
+			Rule{Priority: kernelnames.PrioSourceBase + isp.Index, Table: isp.Table, Src: netip.PrefixFrom(isp.Addr.Addr(), 32), SuppressPrefixlen: -1},
+		)
+		if !isp.Alias {
+			// An alias shares its device with another address, so a rule
+			// by output device would claim the other address's traffic too.
+			rules = append(rules, Rule{Priority: kernelnames.PrioOifBase + isp.Index, Table: isp.Table, Oif: isp.Kernel, SuppressPrefixlen: -1})
+		}
+	}
+	rules = append(rules, Rule{Priority: kernelnames.PrioBalance, Table: kernelnames.BalanceTable, SuppressPrefixlen: -1})
+	sort.SliceStable(rules, func(i, j int) bool { return rules[i].Priority < rules[j].Priority })
+	return rules
+}
+
+// mainTable is the kernel's main routing table (RT_TABLE_MAIN).
+const mainTable = 254
+
+func planSysctls(p Plan) []Sysctl {
+	s := []Sysctl{{Path: []string{"net", "ipv4", "ip_forward"}, Value: "1"}}
+	seen := map[string]bool{}
+	for _, isp := range p.ISPs {
+		if seen[isp.Kernel] {
+			continue
+		}
+		seen[isp.Kernel] = true
+		// Loose reverse-path filtering: with several uplinks, a reply may
+		// legitimately arrive on an ISP that is not the main table's
+		// choice for its source, and strict mode would drop it.
+		s = append(s, Sysctl{Path: []string{"net", "ipv4", "conf", isp.Kernel, "rp_filter"}, Value: "2"})
+		// A nexthop whose device lost carrier is skipped at once instead of
+		// black-holing its share of the router's own traffic.
+		s = append(s, Sysctl{Path: []string{"net", "ipv4", "conf", isp.Kernel, "ignore_routes_with_linkdown"}, Value: "1"})
+	}
+	return s
+}

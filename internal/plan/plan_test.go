@@ -1,0 +1,234 @@
+package plan_test
+
+// Address plan for these tests (documentation and shared ranges only):
+//   ISP k: router 100.64.k.2/24, gateway 100.64.k.1
+//   ppp:   router 100.64.9.2/32, peer 100.64.9.1
+//   LAN j: router 192.168.j.1/24
+
+import (
+	"bytes"
+	"flag"
+	"math"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/ispbalance/ispbalance/internal/config"
+	"github.com/ispbalance/ispbalance/internal/plan"
+	"github.com/ispbalance/ispbalance/internal/render"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+func link(kernel, addr, gw, from string) plan.Link {
+	l := plan.Link{Kernel: kernel, Present: true, Carrier: true, Addr: netip.MustParsePrefix(addr), GatewayFrom: from}
+	if gw != "" {
+		l.Gateway = netip.MustParseAddr(gw)
+	}
+	return l
+}
+
+func isp(k int) plan.Link {
+	return link("wan"+strconv.Itoa(k), "100.64."+strconv.Itoa(k)+".2/24", "100.64."+strconv.Itoa(k)+".1", "route")
+}
+
+func lan(j int) plan.Link {
+	return link("lan"+strconv.Itoa(j), "192.168."+strconv.Itoa(j)+".1/24", "", "")
+}
+
+func allUp(names ...string) map[string]bool {
+	m := map[string]bool{}
+	for _, n := range names {
+		m[n] = true
+	}
+	return m
+}
+
+var scenarios = []struct {
+	name  string
+	conf  string
+	links map[string]plan.Link
+	up    map[string]bool
+}{
+	{
+		name:  "two-isps-balanced",
+		conf:  "CABLE wan1 isp\nDSL wan2 isp\nLAN lan1 lan\n",
+		links: map[string]plan.Link{"wan1": isp(1), "wan2": isp(2), "lan1": lan(1)},
+		up:    allUp("CABLE", "DSL"),
+	},
+	{
+		name:  "three-isps-weighted",
+		conf:  "A wan1 isp default 3\nB wan2 isp default 2\nC wan3 isp default 1\nLAN lan1 lan\n",
+		links: map[string]plan.Link{"wan1": isp(1), "wan2": isp(2), "wan3": isp(3), "lan1": lan(1)},
+		up:    allUp("A", "B", "C"),
+	},
+	{
+		name:  "two-isps-failover",
+		conf:  "mode=failover\nCABLE wan1 isp default 1\nDSL wan2 isp default 5\nLAN lan1 lan\n",
+		links: map[string]plan.Link{"wan1": isp(1), "wan2": isp(2), "lan1": lan(1)},
+		up:    allUp("CABLE", "DSL"),
+	},
+	{
+		name:  "one-isp-down",
+		conf:  "CABLE wan1 isp\nDSL wan2 isp\nLAN lan1 lan\n",
+		links: map[string]plan.Link{"wan1": isp(1), "wan2": isp(2), "lan1": lan(1)},
+		up:    allUp("DSL"),
+	},
+	{
+		name: "two-lans-forwarding-groups",
+		conf: "CABLE wan1 isp\nDSL wan2 isp\nLAN lan1 lan\nGUEST lan2 lan\n" +
+			"forwarding_group=LAN :isp\nforwarding_group=GUEST CABLE\ninternet_ssh=no\n",
+		links: map[string]plan.Link{"wan1": isp(1), "wan2": isp(2), "lan1": lan(1), "lan2": lan(2)},
+		up:    allUp("CABLE", "DSL"),
+	},
+	{
+		name: "ppp-isp",
+		conf: "CABLE wan1 isp\nDSL ppp0 isp\nLAN lan1 lan\n",
+		links: map[string]plan.Link{"wan1": isp(1), "lan1": lan(1),
+			"ppp0": link("ppp0", "100.64.9.2/32", "100.64.9.1", "peer")},
+		up: allUp("CABLE", "DSL"),
+	},
+	{
+		name: "alias-interface",
+		conf: "CABLE eth3 isp\nFIBER eth3:0 isp default 2 100.64.5.1\nLAN lan1 lan\n",
+		links: map[string]plan.Link{"eth3": link("eth3", "100.64.4.2/24", "100.64.4.1", "route"),
+			"eth3:0": link("eth3", "100.64.5.2/24", "100.64.5.1", "config"), "lan1": lan(1)},
+		up: allUp("CABLE", "FIBER"),
+	},
+	{
+		name: "missing-device",
+		conf: "CABLE wan1 isp\nDSL wan2 isp\nLAN lan1 lan\nDMZ lan2 lan\n",
+		links: map[string]plan.Link{"wan1": isp(1), "lan1": lan(1),
+			"wan2": {Kernel: "wan2", Problem: "no such device"},
+			"lan2": {Kernel: "lan2", Present: false, Problem: "no IPv4 address"}},
+		up: allUp("CABLE", "DSL"),
+	},
+}
+
+func TestGolden(t *testing.T) {
+	for _, sc := range scenarios {
+		t.Run(sc.name, func(t *testing.T) {
+			cfg, err := config.Parse("balance.conf", strings.NewReader(sc.conf))
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := plan.Build(plan.Input{Config: cfg, Links: sc.links, Up: sc.up})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got bytes.Buffer
+			if err := render.Script(&got, p); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join("testdata", sc.name+".golden")
+			if *update {
+				if err := os.WriteFile(path, got.Bytes(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("reading golden file (run with -update to create): %v", err)
+			}
+			if d := cmp.Diff(string(want), got.String()); d != "" {
+				t.Errorf("plan differs from %s (-want +got):\n%s", path, d)
+			}
+		})
+	}
+}
+
+// TestBalanceCascadeShares checks that the chain of random matches gives
+// every ISP its weight's share, for many weight combinations.
+func TestBalanceCascadeShares(t *testing.T) {
+	weightSets := [][]int{{1, 1}, {3, 1}, {3, 2, 1}, {1, 1, 1, 1}, {5, 1, 1, 7, 2}, {1, 100}}
+	for _, ws := range weightSets {
+		var conf strings.Builder
+		links := map[string]plan.Link{"lan1": lan(1)}
+		up := map[string]bool{}
+		for i, w := range ws {
+			name := "I" + strconv.Itoa(i+1)
+			conf.WriteString(name + " wan" + strconv.Itoa(i+1) + " isp default " + strconv.Itoa(w) + "\n")
+			links["wan"+strconv.Itoa(i+1)] = isp(i + 1)
+			up[name] = true
+		}
+		conf.WriteString("LAN lan1 lan\n")
+		cfg, err := config.Parse("b", strings.NewReader(conf.String()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := plan.Build(plan.Input{Config: cfg, Links: links, Up: up})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var balance plan.Chain
+		for _, c := range p.Firewall[1].Chains {
+			if c.Name == "ISPB-BALANCE" {
+				balance = c
+			}
+		}
+		share := map[string]float64{}
+		remaining := 1.0
+		for i, rule := range balance.Rules {
+			prob := 1.0
+			for k, a := range rule {
+				if a == "--probability" {
+					prob, _ = strconv.ParseFloat(rule[k+1], 64)
+				}
+			}
+			if i == len(balance.Rules)-1 && prob != 1.0 {
+				t.Errorf("weights %v: last rule is not unconditional: %v", ws, rule)
+			}
+			share[strings.TrimPrefix(rule[len(rule)-1], "ISPB-MARK-")] += remaining * prob
+			remaining *= 1 - prob
+		}
+		total := 0
+		for _, w := range ws {
+			total += w
+		}
+		for i, w := range ws {
+			want := float64(w) / float64(total)
+			got := share["I"+strconv.Itoa(i+1)]
+			if math.Abs(got-want) > 1e-6 {
+				t.Errorf("weights %v: ISP %d gets %.6f, want %.6f", ws, i+1, got, want)
+			}
+		}
+	}
+}
+
+func TestNoISPIsAnError(t *testing.T) {
+	cfg, err := config.Parse("/etc/network/balance.conf", strings.NewReader("LAN lan1 lan\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = plan.Build(plan.Input{Config: cfg, Links: map[string]plan.Link{"lan1": lan(1)}})
+	if err == nil || !strings.Contains(err.Error(), "/etc/network/balance.conf: no isp services") {
+		t.Fatalf("got %v, want an error naming the file", err)
+	}
+}
+
+func TestNothingRoutesToADownISP(t *testing.T) {
+	cfg, _ := config.Parse("b", strings.NewReader("A wan1 isp\nB wan2 isp\nC wan3 isp\nLAN lan1 lan\n"))
+	links := map[string]plan.Link{"wan1": isp(1), "wan2": isp(2), "wan3": isp(3), "lan1": lan(1)}
+	noCarrier := links["wan3"]
+	noCarrier.Carrier = false
+	links["wan3"] = noCarrier
+	p, err := plan.Build(plan.Input{Config: cfg, Links: links, Up: allUp("A", "C")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var script bytes.Buffer
+	render.Script(&script, p)
+	for _, line := range strings.Split(script.String(), "\n") {
+		if strings.HasPrefix(line, "ip route replace default") && strings.Contains(line, "table 4200") &&
+			(strings.Contains(line, "wan2") || strings.Contains(line, "wan3")) {
+			t.Errorf("balance route uses a down ISP: %s", line)
+		}
+		if strings.HasPrefix(line, "-A ISPB-BALANCE") && (strings.Contains(line, "MARK-B") || strings.Contains(line, "MARK-C")) {
+			t.Errorf("new connections assigned to a down ISP: %s", line)
+		}
+	}
+}

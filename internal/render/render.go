@@ -1,0 +1,172 @@
+package render
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"strings"
+
+	kn "github.com/ispbalance/ispbalance/internal/kernelnames"
+	"github.com/ispbalance/ispbalance/internal/plan"
+)
+
+// RestoreOptions says what the kernel already has, so that the restore
+// text adds only what is missing and removes what is stale.
+type RestoreOptions struct {
+	// HaveJump reports whether the jump already exists. Nil means none do.
+	HaveJump func(table string, j plan.Jump) bool
+	// Stale lists, per table, chains of ours that exist but that the plan
+	// no longer wants; they are emptied and deleted in the same transaction.
+	Stale map[string][]string
+}
+
+// Restore renders the firewall as input for `iptables-restore --noflush`.
+// Declaring a chain with `:NAME - [0:0]` empties it in --noflush mode, so
+// each table is replaced as a whole in one transaction while other
+// software's chains and rules in the built-in chains are left alone.
+func Restore(tables []plan.Table, opts RestoreOptions) string {
+	var b strings.Builder
+	for _, t := range tables {
+		fmt.Fprintf(&b, "*%s\n", t.Name)
+		stale := append([]string(nil), opts.Stale[t.Name]...)
+		sort.Strings(stale)
+		for _, c := range t.Chains {
+			fmt.Fprintf(&b, ":%s - [0:0]\n", c.Name)
+		}
+		for _, name := range stale {
+			fmt.Fprintf(&b, ":%s - [0:0]\n", name)
+		}
+		for _, c := range t.Chains {
+			for _, rule := range c.Rules {
+				fmt.Fprintf(&b, "-A %s %s\n", c.Name, Quote(rule))
+			}
+		}
+		for _, j := range t.Jumps {
+			if opts.HaveJump == nil || !opts.HaveJump(t.Name, j) {
+				fmt.Fprintf(&b, "-A %s -j %s\n", j.From, j.To)
+			}
+		}
+		for _, name := range stale {
+			fmt.Fprintf(&b, "-X %s\n", name)
+		}
+		b.WriteString("COMMIT\n")
+	}
+	return b.String()
+}
+
+// Quote joins arguments the way iptables-save writes them, quoting those
+// that contain spaces (log prefixes) so iptables-restore reads them back
+// as one argument.
+func Quote(args []string) string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		if a == "" || strings.ContainsAny(a, " \t\"'\\") {
+			out[i] = strconv.Quote(a)
+		} else {
+			out[i] = a
+		}
+	}
+	return strings.Join(out, " ")
+}
+
+// RouteArgs renders a route as arguments after `ip route replace`.
+func RouteArgs(rt plan.Route) string {
+	var b strings.Builder
+	dst := rt.Dst.String()
+	if rt.Dst.Bits() == 0 {
+		dst = "default"
+	}
+	b.WriteString(dst)
+	if len(rt.Nexthops) > 0 {
+		for _, nh := range rt.Nexthops {
+			fmt.Fprintf(&b, " nexthop via %s dev %s weight %d", nh.Gateway, nh.Device, nh.Weight)
+			if nh.OnLink {
+				b.WriteString(" onlink")
+			}
+		}
+	} else {
+		if rt.Gateway.IsValid() {
+			fmt.Fprintf(&b, " via %s", rt.Gateway)
+		}
+		fmt.Fprintf(&b, " dev %s", rt.Device)
+		if !rt.Gateway.IsValid() {
+			b.WriteString(" scope link")
+		}
+		if rt.Src.IsValid() {
+			fmt.Fprintf(&b, " src %s", rt.Src)
+		}
+		if rt.OnLink {
+			b.WriteString(" onlink")
+		}
+	}
+	fmt.Fprintf(&b, " table %d proto %d", rt.Table, kn.RouteProtocol)
+	return b.String()
+}
+
+// RuleArgs renders a policy rule as arguments after `ip rule add`.
+func RuleArgs(ru plan.Rule) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "priority %d", ru.Priority)
+	if ru.Src.IsValid() {
+		fmt.Fprintf(&b, " from %s", ru.Src)
+	}
+	if ru.Mark != 0 || ru.Mask != 0 {
+		fmt.Fprintf(&b, " fwmark %s/%s", kn.FormatMark(ru.Mark), kn.FormatMark(ru.Mask))
+	}
+	if ru.Oif != "" {
+		fmt.Fprintf(&b, " oif %s", ru.Oif)
+	}
+	table := strconv.Itoa(ru.Table)
+	if ru.Table == 254 {
+		table = "main"
+	}
+	fmt.Fprintf(&b, " lookup %s", table)
+	if ru.SuppressPrefixlen >= 0 {
+		fmt.Fprintf(&b, " suppress_prefixlength %d", ru.SuppressPrefixlen)
+	}
+	return b.String()
+}
+
+// Script writes the whole plan as a shell script a person could read or
+// run by hand. Running it on a router that already has ispbalance's
+// rules may complain about rules that exist; the applier reconciles
+// instead.
+func Script(w io.Writer, p plan.Plan) error {
+	var b strings.Builder
+	b.WriteString("#!/bin/sh\n# ispbalance plan (mode " + string(p.Mode) + ")\n")
+	for _, isp := range p.ISPs {
+		state := "down"
+		if isp.Routing {
+			state = "up"
+		} else if isp.Up && !isp.Carrier {
+			state = "no carrier"
+		}
+		fmt.Fprintf(&b, "# isp %s: dev %s addr %s gw %s (%s) weight %d table %d mark %s: %s\n",
+			isp.Name, isp.Device, isp.Addr, isp.Gateway, isp.GwFrom, isp.Weight, isp.Table, kn.FormatMark(isp.Mark), state)
+	}
+	for _, lan := range p.LANs {
+		fmt.Fprintf(&b, "# lan %s: dev %s addr %s\n", lan.Name, lan.Device, lan.Addr)
+	}
+	for _, s := range p.Skipped {
+		fmt.Fprintf(&b, "# skipped %s (dev %s): %s\n", s.Service, s.Device, s.Reason)
+	}
+	b.WriteString("\n# kernel settings\n")
+	for _, s := range p.Sysctls {
+		fmt.Fprintf(&b, "sysctl -q -w %s=%s\n", s.Key(), s.Value)
+	}
+	b.WriteString("\n# routes in ispbalance's tables\n")
+	for _, rt := range p.Routes {
+		fmt.Fprintf(&b, "ip route replace %s\n", RouteArgs(rt))
+	}
+	fmt.Fprintf(&b, "\n# policy rules (priorities %d-%d are ispbalance's)\n", kn.PrioMin, kn.PrioMax)
+	for _, ru := range p.Rules {
+		fmt.Fprintf(&b, "ip rule add %s\n", RuleArgs(ru))
+	}
+	b.WriteString("\n# firewall: one transaction per table; jumps from built-in chains are added once\n")
+	b.WriteString("iptables-restore --noflush <<'EOF'\n")
+	b.WriteString(Restore(p.Firewall, RestoreOptions{}))
+	b.WriteString("EOF\n")
+	_, err := io.WriteString(w, b.String())
+	return err
+}
