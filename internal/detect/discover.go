@@ -1,0 +1,113 @@
+package detect
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/vishvananda/netlink"
+)
+
+// Link is what discovery found out about one configured device.
+type Link struct {
+	// Device is the name as configured: "eth0", "eth3:0" (an address
+	// label), "eth0.10@bond0" (the "@bond0" only for show), "ppp0".
+	Device string
+	// Kernel is the link name looked up: "eth3" for "eth3:0", "eth0.10"
+	// for "eth0.10@bond0".
+	Kernel string
+	Index  int // kernel link index; 0 when the link does not exist
+	// Present means the link exists and has an IPv4 address (for an
+	// alias, an address carrying the alias's label).
+	Present bool
+	// Up means admin up, operational state up or unknown, and carrier.
+	Up bool
+	// PointToPoint is set for IFF_POINTOPOINT links (ppp, tun) and for
+	// addresses configured with a peer.
+	PointToPoint bool
+	Addr         netip.Prefix // the address with its prefix length
+	// Net is the connected network: Addr masked, or for an address with a
+	// peer, the peer's prefix (what the kernel routes to the link).
+	Net     netip.Prefix
+	Peer    netip.Addr // point-to-point peer, if any
+	Gateway netip.Addr
+	// GatewayFrom says where Gateway came from: FromConfig, FromRoute,
+	// FromPeer, FromLeasePrefix+path, FromGuess, or "" when there is none.
+	GatewayFrom string
+	// Problem says why the device is not Present (ProblemNoDevice,
+	// ProblemNoAddress...).
+	Problem string
+	// Warnings are things the operator may want to know that did not stop
+	// discovery, such as an unreadable lease file or a lease offering a
+	// router that is not a unicast IPv4 address.
+	Warnings []string
+}
+
+// Request asks about one configured device.
+type Request struct {
+	Device  string
+	Gateway netip.Addr // the configuration's GATEWAY column; zero = discover
+}
+
+// Options adjusts where Discover looks.
+type Options struct {
+	Root   string          // prefix for lease file directories; "" in production
+	Handle *netlink.Handle // netlink handle; nil = the current namespace
+}
+
+// dumpAttempts bounds retries of a netlink dump that the kernel reported
+// as interrupted by a concurrent change (NLM_F_DUMP_INTR); such a dump may
+// be missing entries, and one retry nearly always succeeds.
+const dumpAttempts = 4
+
+// Discover reports on every requested device, keyed by Request.Device. A
+// missing or unaddressed device is reported in its Link, not as an error;
+// the error is only for netlink failing.
+func Discover(reqs []Request, opts Options) (map[string]Link, error) {
+	h := opts.Handle
+	if h == nil {
+		h = &netlink.Handle{} // what the package-level netlink functions use
+	}
+	var (
+		links  []netlink.Link
+		addrs  []netlink.Addr
+		routes []netlink.Route
+	)
+	if err := retryDump(func() (err error) { links, err = h.LinkList(); return err }); err != nil {
+		return nil, fmt.Errorf("listing links: %w", err)
+	}
+	if err := retryDump(func() (err error) { addrs, err = h.AddrList(nil, netlink.FAMILY_V4); return err }); err != nil {
+		return nil, fmt.Errorf("listing IPv4 addresses: %w", err)
+	}
+	// Without a table filter netlink returns the main table only.
+	if err := retryDump(func() (err error) { routes, err = h.RouteList(nil, netlink.FAMILY_V4); return err }); err != nil {
+		return nil, fmt.Errorf("listing main-table routes: %w", err)
+	}
+
+	v := newView(links, addrs, routes)
+	leases := newLeaseSource(opts.Root)
+	out := make(map[string]Link, len(reqs))
+	for _, req := range reqs {
+		l, facts := v.describe(req)
+		l.Gateway, l.GatewayFrom = chooseGateway(facts)
+		if l.Present && needsLease(l.GatewayFrom) {
+			files, warnings := leases.candidates(l.Kernel, l.Index)
+			var more []string
+			facts.Lease, facts.LeasePath, more = pickLease(files, l.Kernel, l.Addr.Addr())
+			l.Warnings = append(warnings, more...)
+			l.Gateway, l.GatewayFrom = chooseGateway(facts)
+		}
+		out[req.Device] = l
+	}
+	return out, nil
+}
+
+func retryDump(dump func() error) error {
+	var err error
+	for range dumpAttempts {
+		if err = dump(); !errors.Is(err, netlink.ErrDumpInterrupted) {
+			return err
+		}
+	}
+	return err
+}
