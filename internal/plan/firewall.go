@@ -185,6 +185,9 @@ func balanceRules(p Plan) [][]string {
 	if p.Mode == config.Failover {
 		return [][]string{r("-j", kn.MarkChain(heaviest(routing).Name))}
 	}
+	// A mark chain returns here after marking; matching only unmarked
+	// packets stops the cascade at the first ISP chosen.
+	unmarked := r("-m", "mark", "--mark", "0x0/"+kn.FormatMark(kn.MarkMask))
 	total := 0
 	for _, isp := range routing {
 		total += isp.Weight
@@ -194,11 +197,11 @@ func balanceRules(p Plan) [][]string {
 	remaining := total
 	for i, isp := range routing {
 		if i == len(routing)-1 {
-			rules = append(rules, r("-j", kn.MarkChain(isp.Name)))
+			rules = append(rules, append(unmarked[:len(unmarked):len(unmarked)], "-j", kn.MarkChain(isp.Name)))
 			break
 		}
 		prob := float64(isp.Weight) / float64(remaining)
-		rules = append(rules, r("-m", "statistic", "--mode", "random", "--probability", strconv.FormatFloat(prob, 'f', 8, 64), "-j", kn.MarkChain(isp.Name)))
+		rules = append(rules, append(unmarked[:len(unmarked):len(unmarked)], "-m", "statistic", "--mode", "random", "--probability", strconv.FormatFloat(prob, 'f', 8, 64), "-j", kn.MarkChain(isp.Name)))
 		remaining -= isp.Weight
 	}
 	return rules

@@ -1,0 +1,7 @@
+// Package apply installs a plan on the running kernel and takes it away
+// again. Routes and policy rules go in over netlink, replacing exactly
+// the objects in ispbalance's tables and priority range; the firewall goes
+// in as one `iptables-restore --noflush` transaction per table, touching
+// only ISPB- chains and the jumps to them. If any step fails, what was
+// there before is put back.
+package apply

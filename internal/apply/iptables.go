@@ -1,0 +1,288 @@
+package apply
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os/exec"
+	"sort"
+	"strings"
+
+	kn "github.com/ispbalance/ispbalance/internal/kernelnames"
+	"github.com/ispbalance/ispbalance/internal/plan"
+)
+
+// builtinChains are the chains iptables creates in each table we use.
+var builtinChains = map[string][]string{
+	"filter": {"INPUT", "FORWARD", "OUTPUT"},
+	"mangle": {"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"},
+	"nat":    {"PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"},
+}
+
+// ourTables are the tables ispbalance writes to, in restore order.
+var ourTables = []string{"filter", "mangle", "nat"}
+
+// savedTable is one table as iptables-save printed it.
+type savedTable struct {
+	policies map[string]string // built-in chain -> policy
+	chains   []string          // every non-built-in chain, in order
+	rules    map[string][]string
+	// jumps counts `-A BUILTIN -j ISPB-...` rules by "BUILTIN ISPB-..."
+	jumps map[string]int
+}
+
+// firewallState is the parsed iptables-save output.
+type firewallState map[string]*savedTable
+
+func isOurs(chain string) bool { return strings.HasPrefix(chain, kn.ChainPrefix) }
+
+func isBuiltin(table, chain string) bool {
+	for _, c := range builtinChains[table] {
+		if c == chain {
+			return true
+		}
+	}
+	return false
+}
+
+// parseSave reads iptables-save output. Rule lines are kept as text after
+// "-A CHAIN ", which iptables-restore accepts back verbatim.
+func parseSave(out []byte) (firewallState, error) {
+	st := firewallState{}
+	var cur *savedTable
+	var curName string
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(make([]byte, 1<<20), 1<<24)
+	for n := 1; sc.Scan(); n++ {
+		line := sc.Text()
+		switch {
+		case line == "" || strings.HasPrefix(line, "#"):
+		case strings.HasPrefix(line, "*"):
+			curName = line[1:]
+			cur = &savedTable{policies: map[string]string{}, rules: map[string][]string{}, jumps: map[string]int{}}
+			st[curName] = cur
+		case cur == nil:
+			return nil, fmt.Errorf("parsing iptables-save line %d: %q outside a table", n, line)
+		case strings.HasPrefix(line, ":"):
+			f := strings.Fields(line[1:])
+			if len(f) < 2 {
+				return nil, fmt.Errorf("parsing iptables-save line %d: %q", n, line)
+			}
+			if f[1] != "-" {
+				cur.policies[f[0]] = f[1]
+			} else {
+				cur.chains = append(cur.chains, f[0])
+			}
+		case strings.HasPrefix(line, "-A "):
+			chain, rest, _ := strings.Cut(line[3:], " ")
+			cur.rules[chain] = append(cur.rules[chain], rest)
+			if isBuiltin(curName, chain) {
+				if to, ok := strings.CutPrefix(rest, "-j "); ok && isOurs(to) && !strings.Contains(to, " ") {
+					cur.jumps[chain+" "+to]++
+				}
+			}
+		case line == "COMMIT":
+			cur = nil
+		}
+	}
+	return st, sc.Err()
+}
+
+// ourChains lists the ISPB- chains present in a table.
+func (st firewallState) ourChains(table string) []string {
+	t := st[table]
+	if t == nil {
+		return nil
+	}
+	var out []string
+	for _, c := range t.chains {
+		if isOurs(c) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// restoreOurPart renders restore input that brings our chains and jumps in
+// every table back to what snapshot had, from the state now. It is how a
+// failed apply is rolled back and, with an empty snapshot, how `stop`
+// removes everything.
+func restoreOurPart(snapshot, now firewallState) string {
+	var b strings.Builder
+	for _, table := range ourTables {
+		was, is := snapshot[table], now[table]
+		if was == nil {
+			was = &savedTable{jumps: map[string]int{}}
+		}
+		if is == nil {
+			is = &savedTable{jumps: map[string]int{}}
+		}
+		fmt.Fprintf(&b, "*%s\n", table)
+		keep := snapshot.ourChains(table)
+		gone := difference(now.ourChains(table), keep)
+		for _, c := range append(append([]string{}, keep...), gone...) {
+			fmt.Fprintf(&b, ":%s - [0:0]\n", c)
+		}
+		for _, c := range keep {
+			for _, r := range was.rules[c] {
+				fmt.Fprintf(&b, "-A %s %s\n", c, r)
+			}
+		}
+		for _, j := range sortedKeys(is.jumps) {
+			for extra := is.jumps[j] - was.jumps[j]; extra > 0; extra-- {
+				from, to, _ := strings.Cut(j, " ")
+				fmt.Fprintf(&b, "-D %s -j %s\n", from, to)
+			}
+		}
+		for _, j := range sortedKeys(was.jumps) {
+			for missing := was.jumps[j] - is.jumps[j]; missing > 0; missing-- {
+				from, to, _ := strings.Cut(j, " ")
+				fmt.Fprintf(&b, "-A %s -j %s\n", from, to)
+			}
+		}
+		for _, c := range gone {
+			fmt.Fprintf(&b, "-X %s\n", c)
+		}
+		b.WriteString("COMMIT\n")
+	}
+	return b.String()
+}
+
+// flushForeign renders restore input (for a run without --noflush) that
+// empties every built-in chain and deletes every other chain of our
+// tables, keeping the built-in chains' policies: the original's --flush.
+func flushForeign(now firewallState) string {
+	var b strings.Builder
+	for _, table := range ourTables {
+		fmt.Fprintf(&b, "*%s\n", table)
+		for _, c := range builtinChains[table] {
+			policy := "ACCEPT"
+			if t := now[table]; t != nil && t.policies[c] != "" {
+				policy = t.policies[c]
+			}
+			fmt.Fprintf(&b, ":%s %s [0:0]\n", c, policy)
+		}
+		b.WriteString("COMMIT\n")
+	}
+	return b.String()
+}
+
+func difference(a, b []string) []string {
+	in := map[string]bool{}
+	for _, x := range b {
+		in[x] = true
+	}
+	var out []string
+	for _, x := range a {
+		if !in[x] {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+func sortedKeys(m map[string]int) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// haveJump answers render.RestoreOptions.HaveJump from saved state.
+func (st firewallState) haveJump(table string, j plan.Jump) bool {
+	t := st[table]
+	return t != nil && t.jumps[j.From+" "+j.To] > 0
+}
+
+// staleChains lists our chains that exist but that the plan does not want.
+func (st firewallState) staleChains(tables []plan.Table) map[string][]string {
+	out := map[string][]string{}
+	for _, t := range tables {
+		var want []string
+		for _, c := range t.Chains {
+			want = append(want, c.Name)
+		}
+		if s := difference(st.ourChains(t.Name), want); len(s) > 0 {
+			out[t.Name] = s
+		}
+	}
+	return out
+}
+
+// Netfilter runs iptables-save and iptables-restore. go-iptables has no
+// restore call (it forks one iptables process per rule, with windows
+// between rules), so the atomic path talks to the restore binary itself.
+type Netfilter struct {
+	Save, Restore string // binaries; default iptables-save, iptables-restore
+}
+
+func (n Netfilter) save(ctx context.Context) (firewallState, error) {
+	bin := n.Save
+	if bin == "" {
+		bin = "iptables-save"
+	}
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, bin)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("reading the firewall with %s: %w: %s", bin, err, strings.TrimSpace(stderr.String()))
+	}
+	return parseSave(out)
+}
+
+// restore feeds input to iptables-restore. noflush keeps everything the
+// input does not mention.
+func (n Netfilter) restore(ctx context.Context, input string, noflush bool) error {
+	bin := n.Restore
+	if bin == "" {
+		bin = "iptables-restore"
+	}
+	args := []string{"-w", "10"}
+	if noflush {
+		args = append(args, "--noflush")
+	}
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Stdin = strings.NewReader(input)
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return &RestoreError{Input: input, Stderr: strings.TrimSpace(stderr.String()), Err: err}
+	}
+	return nil
+}
+
+// RestoreError is a failed iptables-restore run. Its message quotes the
+// lines around the one iptables-restore complained about.
+type RestoreError struct {
+	Input  string
+	Stderr string
+	Err    error
+}
+
+func (e *RestoreError) Error() string {
+	msg := fmt.Sprintf("iptables-restore failed: %v: %s", e.Err, e.Stderr)
+	var line int
+	if i := strings.Index(e.Stderr, "line "); i >= 0 {
+		fmt.Sscanf(e.Stderr[i+5:], "%d", &line)
+	}
+	lines := strings.Split(e.Input, "\n")
+	if line > 0 && line <= len(lines) {
+		lo, hi := max(line-3, 1), min(line+2, len(lines))
+		var b strings.Builder
+		for i := lo; i <= hi; i++ {
+			mark := "  "
+			if i == line {
+				mark = "> "
+			}
+			fmt.Fprintf(&b, "\n%s%4d %s", mark, i, lines[i-1])
+		}
+		msg += b.String()
+	}
+	return msg
+}
+
+func (e *RestoreError) Unwrap() error { return e.Err }

@@ -1,0 +1,173 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/ispbalance/ispbalance/internal/core"
+	"github.com/ispbalance/ispbalance/internal/detect"
+	"github.com/ispbalance/ispbalance/internal/render"
+	"github.com/ispbalance/ispbalance/internal/state"
+)
+
+// Version is set at build time with -ldflags "-X ...cli.Version=...".
+var Version = "0.1.0-dev"
+
+// ConfigEnv names the environment variable that points every entry point
+// at a configuration file, like -c.
+const ConfigEnv = "ISPBALANCE_CONFIG"
+
+const usage = `Usage:
+  ifup-balance [options] [SERVICE ...]   rebuild with the named ISPs up (no names: the
+                                         ISPs recorded as up; all of them on the first run)
+  ifup-balance [options] up|down|long_down SERVICE [LSM-ARGS ...]
+                                         record one ISP's state and rebuild
+  ifup-balance [options] stop            remove everything ispbalance installed
+
+Options:
+  -c FILE       configuration file (also $ISPBALANCE_CONFIG); default by layout:
+                /etc/network/balance.conf, /etc/sysconfig/network-scripts/balance.conf,
+                else /etc/balance.conf
+  -d            print the plan as commands and change nothing (works as any user)
+  -v            echo every change to stderr
+  -s            print the status table
+  -f, --flush   also clear other software's rules in the built-in chains and its chains
+  -V            print the version
+  -h            this help
+  --root DIR    treat DIR as / when looking for the configuration and lease files
+  --state-dir DIR  where <SERVICE>.state files live (default /var/lib/lsm)
+`
+
+// Env is what the command reads from its surroundings.
+type Env struct {
+	Args           []string // without the program name
+	Stdout, Stderr io.Writer
+	Getenv         func(string) string
+}
+
+// Run executes the command and returns the exit status.
+func Run(ctx context.Context, env Env) int {
+	if env.Getenv == nil {
+		env.Getenv = os.Getenv
+	}
+	fs := flag.NewFlagSet("ifup-balance", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var (
+		configPath           = fs.String("c", "", "")
+		dry, verbose, status = fs.Bool("d", false, ""), fs.Bool("v", false, ""), fs.Bool("s", false, "")
+		flush, flushLong     = fs.Bool("f", false, ""), fs.Bool("flush", false, "")
+		version, help        = fs.Bool("V", false, ""), fs.Bool("h", false, "")
+		root                 = fs.String("root", "", "")
+		stateDir             = fs.String("state-dir", "", "")
+	)
+	fail := func(err error) int {
+		fmt.Fprintf(env.Stderr, "ifup-balance: %v\n", err)
+		return 1
+	}
+	if err := fs.Parse(env.Args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(env.Stdout, usage)
+			return 0
+		}
+		fmt.Fprintf(env.Stderr, "ifup-balance: %v\n%s", err, usage)
+		return 2
+	}
+	if *help {
+		fmt.Fprint(env.Stdout, usage)
+		return 0
+	}
+	if *version {
+		fmt.Fprintf(env.Stdout, "ifup-balance %s\n", Version)
+		return 0
+	}
+	level := slog.LevelWarn
+	if *verbose {
+		level = slog.LevelInfo
+	}
+	opts := core.Options{
+		ConfigPath: *configPath,
+		StateDir:   *stateDir,
+		LeaseRoot:  *root,
+		Log:        slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: level})).With("component", "ifup-balance"),
+	}
+	if opts.ConfigPath == "" {
+		opts.ConfigPath = env.Getenv(ConfigEnv)
+	}
+	if opts.ConfigPath == "" {
+		opts.ConfigPath = detect.DetectLayout(*root).ConfigPath
+	}
+	if opts.StateDir == "" && *root != "" {
+		opts.StateDir = *root + state.DefaultDir
+	}
+	if *verbose {
+		opts.Echo = env.Stderr
+	}
+
+	up, command, err := parsePositional(fs.Args())
+	if err != nil {
+		fmt.Fprintf(env.Stderr, "ifup-balance: %v\n%s", err, usage)
+		return 2
+	}
+	switch {
+	case *status:
+		rows, err := core.Status(opts)
+		if err != nil {
+			return fail(err)
+		}
+		if err := render.Status(env.Stdout, rows); err != nil {
+			return fail(err)
+		}
+		return 0
+	case *dry && command == "stop":
+		fmt.Fprintln(env.Stdout, "# stop would remove ispbalance's rules (priorities 9000-9999), routes in tables 4200-4263, ISPB- chains and the jumps to them")
+		return 0
+	case *dry:
+		if err := core.DryRun(env.Stdout, opts, up); err != nil {
+			return fail(err)
+		}
+		return 0
+	case command == "stop":
+		if err := core.Stop(ctx, opts, *flush || *flushLong); err != nil {
+			return fail(err)
+		}
+		return 0
+	}
+	if _, err := core.Rebuild(ctx, opts, up, *flush || *flushLong); err != nil {
+		return fail(err)
+	}
+	return 0
+}
+
+// parsePositional reads `SERVICE...`, `up|down|long_down NAME [lsm args]`
+// or `stop`.
+func parsePositional(args []string) (core.UpSet, string, error) {
+	if len(args) == 0 {
+		return core.UpSet{}, "", nil
+	}
+	switch args[0] {
+	case "stop":
+		if len(args) > 1 {
+			return core.UpSet{}, "", fmt.Errorf("stop takes no arguments, got %q", strings.Join(args[1:], " "))
+		}
+		return core.UpSet{}, "stop", nil
+	case "up", "down", "long_down":
+		if len(args) < 2 {
+			return core.UpSet{}, "", fmt.Errorf("%s needs a service name", args[0])
+		}
+		// lsm passes 16 positional arguments; only the name matters here,
+		// the rest are accepted for compatibility.
+		return core.UpSet{Event: &core.Event{Service: args[1], Verdict: state.Verdict(args[0])}}, args[0], nil
+	}
+	for _, a := range args {
+		if strings.HasPrefix(a, "-") {
+			return core.UpSet{}, "", fmt.Errorf("options go before service names: %q", a)
+		}
+	}
+	return core.UpSet{Only: args}, "", nil
+}

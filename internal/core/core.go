@@ -1,0 +1,284 @@
+package core
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"github.com/ispbalance/ispbalance/internal/apply"
+	"github.com/ispbalance/ispbalance/internal/config"
+	"github.com/ispbalance/ispbalance/internal/detect"
+	"github.com/ispbalance/ispbalance/internal/plan"
+	"github.com/ispbalance/ispbalance/internal/render"
+	"github.com/ispbalance/ispbalance/internal/state"
+)
+
+// Options say where things are and how loud to be.
+type Options struct {
+	ConfigPath string
+	// StateDir holds <SERVICE>.state files (default /var/lib/lsm).
+	StateDir string
+	// LockPath serialises rebuilds (default /run/ispbalance.lock).
+	LockPath string
+	// LeaseRoot prefixes DHCP lease directories ("" in production).
+	LeaseRoot string
+	// Echo receives every change as a command line (-v); nil is quiet.
+	Echo io.Writer
+	Log  *slog.Logger
+}
+
+// DefaultLockPath is the lock every rebuild takes.
+const DefaultLockPath = "/run/ispbalance.lock"
+
+// lockTimeout is the original's wait for a concurrent run.
+const lockTimeout = 30 * time.Second
+
+func (o *Options) fill() {
+	if o.StateDir == "" {
+		o.StateDir = state.DefaultDir
+	}
+	if o.LockPath == "" {
+		o.LockPath = DefaultLockPath
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+}
+
+// UpSet says which ISPs to treat as up.
+type UpSet struct {
+	// Only, when non-nil, names the ISPs that are up; all others are down
+	// (`ifup-balance CABLE`). The choice is recorded in the state files.
+	Only []string
+	// Event, when set, records one ISP's new verdict before rebuilding
+	// (`ifup-balance up CABLE`).
+	Event *Event
+}
+
+// Event is one verdict about one ISP.
+type Event struct {
+	Service string
+	Verdict state.Verdict
+}
+
+// Facts is what one run read: the configuration, what discovery found and
+// the resulting plan.
+type Facts struct {
+	Config *config.Config
+	Links  map[string]detect.Link
+	Plan   plan.Plan
+}
+
+// Gather reads the configuration and discovers the interfaces, and plans
+// with the ISPs the state files record as up. It changes nothing, so the
+// dry run and status use it as they are.
+func Gather(opts Options, up UpSet) (Facts, error) {
+	opts.fill()
+	var f Facts
+	cfg, err := config.Load(opts.ConfigPath)
+	if err != nil {
+		return f, err
+	}
+	f.Config = cfg
+	if err := checkUpSet(cfg, up); err != nil {
+		return f, err
+	}
+	var reqs []detect.Request
+	for _, s := range cfg.Services {
+		reqs = append(reqs, detect.Request{Device: s.Device, Gateway: s.Gateway})
+	}
+	f.Links, err = detect.Discover(reqs, detect.Options{Root: opts.LeaseRoot})
+	if err != nil {
+		return f, fmt.Errorf("discovering interfaces: %w", err)
+	}
+	upSet, err := resolveUp(cfg, opts.StateDir, up)
+	if err != nil {
+		return f, err
+	}
+	in := plan.Input{Config: cfg, Links: map[string]plan.Link{}, Up: upSet}
+	for dev, l := range f.Links {
+		in.Links[dev] = plan.Link{
+			Kernel: l.Kernel, Present: l.Present, Carrier: l.Up, Addr: l.Addr,
+			Gateway: l.Gateway, GatewayFrom: l.GatewayFrom, Problem: l.Problem,
+		}
+	}
+	f.Plan, err = plan.Build(in)
+	return f, err
+}
+
+func checkUpSet(cfg *config.Config, up UpSet) error {
+	names := up.Only
+	if up.Event != nil {
+		names = append(names, up.Event.Service)
+	}
+	for _, n := range names {
+		s, ok := cfg.Service(n)
+		if !ok {
+			return fmt.Errorf("%s: no service named %q", cfg.Path, n)
+		}
+		if s.Role != config.RoleISP {
+			return fmt.Errorf("%s:%d: service %s is a %s, not an isp", cfg.Path, s.Line, n, s.Role)
+		}
+	}
+	return nil
+}
+
+// resolveUp decides which ISPs are up: the explicit list, else the state
+// files (an event's verdict counting as already written), else all.
+func resolveUp(cfg *config.Config, dir string, up UpSet) (map[string]bool, error) {
+	out := map[string]bool{}
+	if up.Only != nil {
+		for _, n := range up.Only {
+			out[n] = true
+		}
+		return out, nil
+	}
+	for _, s := range cfg.ISPs() {
+		v, err := state.Read(dir, s.Name)
+		if err != nil {
+			return nil, err
+		}
+		if up.Event != nil && up.Event.Service == s.Name {
+			v = up.Event.Verdict
+		}
+		out[s.Name] = v == state.Up || v == state.Unknown
+	}
+	return out, nil
+}
+
+// DryRun prints the plan as a script and changes nothing: no lock, no
+// state files, no sockets but the netlink dump discovery needs.
+func DryRun(w io.Writer, opts Options, up UpSet) error {
+	f, err := Gather(opts, up)
+	if err != nil {
+		return err
+	}
+	return render.Script(w, f.Plan)
+}
+
+// Rebuild is the one rebuild path: serialised by a lock, it reads the
+// newest facts once it holds the lock, so a burst of triggers ends in the
+// state of the newest facts.
+func Rebuild(ctx context.Context, opts Options, up UpSet, flushOthers bool) (Facts, error) {
+	opts.fill()
+	lock, err := state.Acquire(opts.LockPath, lockTimeout)
+	if err != nil {
+		return Facts{}, err
+	}
+	defer lock.Unlock()
+	f, err := Gather(opts, up)
+	if err != nil {
+		return f, err
+	}
+	for _, s := range f.Plan.Skipped {
+		opts.Log.Warn("service skipped until its device is ready", "service", s.Service, "device", s.Device, "reason", s.Reason)
+	}
+	a, err := apply.New(apply.Options{StateDir: filepath.Join(opts.StateDir, "ispbalance"), Echo: opts.Echo, Log: opts.Log})
+	if err != nil {
+		return f, err
+	}
+	defer a.Close()
+	if flushOthers {
+		if err := a.FlushOthers(ctx); err != nil {
+			return f, fmt.Errorf("flushing other firewall rules: %w", err)
+		}
+	}
+	stats, err := a.Apply(ctx, f.Plan)
+	if err != nil {
+		return f, err
+	}
+	if err := recordVerdicts(opts.StateDir, f.Config, up); err != nil {
+		return f, err
+	}
+	var routing []string
+	for _, isp := range f.Plan.ISPs {
+		if isp.Routing {
+			routing = append(routing, isp.Name)
+		}
+	}
+	opts.Log.Info("rebuilt", "routing", routing, "routes", stats.Routes, "rules", stats.Rules, "took", stats.Took.Round(time.Microsecond))
+	return f, nil
+}
+
+// recordVerdicts writes the state files after a successful apply, so a
+// failed rebuild leaves the recorded states as they were.
+func recordVerdicts(dir string, cfg *config.Config, up UpSet) error {
+	if up.Event != nil {
+		return state.Write(dir, up.Event.Service, up.Event.Verdict)
+	}
+	if up.Only == nil {
+		return nil
+	}
+	on := map[string]bool{}
+	for _, n := range up.Only {
+		on[n] = true
+	}
+	for _, s := range cfg.ISPs() {
+		v := state.Down
+		if on[s.Name] {
+			v = state.Up
+		}
+		if err := state.Write(dir, s.Name, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Stop removes everything ispbalance installed.
+func Stop(ctx context.Context, opts Options, flushOthers bool) error {
+	opts.fill()
+	lock, err := state.Acquire(opts.LockPath, lockTimeout)
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
+	a, err := apply.New(apply.Options{StateDir: filepath.Join(opts.StateDir, "ispbalance"), Echo: opts.Echo, Log: opts.Log})
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+	return a.Stop(ctx, flushOthers)
+}
+
+// Status reports each service: recorded verdict, whether it carries new
+// connections now (read from the kernel's balance table), and what
+// discovery found.
+func Status(opts Options) ([]render.StatusRow, error) {
+	opts.fill()
+	f, err := Gather(opts, UpSet{})
+	if err != nil {
+		return nil, err
+	}
+	live, err := apply.BalancedDevices()
+	if err != nil {
+		return nil, err
+	}
+	var rows []render.StatusRow
+	for _, s := range f.Config.Services {
+		l := f.Links[s.Device]
+		row := render.StatusRow{Service: s.Name, Device: s.Device, Role: string(s.Role),
+			Addr: l.Addr, Gateway: l.Gateway, GatewayFrom: l.GatewayFrom, Problem: l.Problem}
+		if s.Role == config.RoleISP {
+			v, err := state.Read(opts.StateDir, s.Name)
+			if err != nil {
+				return nil, err
+			}
+			row.State = string(v)
+			if v == state.Unknown {
+				row.State = "unknown"
+			}
+			row.Routing = live[l.Kernel] && l.Present && l.Up
+		} else {
+			row.State = "up"
+			if !l.Present {
+				row.State = "absent"
+			}
+		}
+		rows = append(rows, row)
+	}
+	return rows, nil
+}

@@ -1,0 +1,45 @@
+package state
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestReadWrite(t *testing.T) {
+	dir := t.TempDir()
+	if v, err := Read(dir, "CABLE"); err != nil || v != Unknown {
+		t.Fatalf("missing file: got %q, %v", v, err)
+	}
+	for _, v := range []Verdict{Up, Down, LongDown} {
+		if err := Write(dir, "CABLE", v); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := Read(dir, "CABLE"); err != nil || got != v {
+			t.Fatalf("got %q, %v; want %q", got, err, v)
+		}
+	}
+	os.WriteFile(filepath.Join(dir, "DSL.state"), []byte("sideways\n"), 0o644)
+	if _, err := Read(dir, "DSL"); err == nil || !strings.Contains(err.Error(), "DSL.state") {
+		t.Fatalf("garbage state: got %v, want an error naming the file", err)
+	}
+}
+
+func TestLockExcludes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "lock")
+	l, err := Acquire(path, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Acquire(path, 50*time.Millisecond); err == nil {
+		t.Fatal("second lock succeeded while the first is held")
+	}
+	l.Unlock()
+	l2, err := Acquire(path, 50*time.Millisecond)
+	if err != nil {
+		t.Fatalf("lock after unlock: %v", err)
+	}
+	l2.Unlock()
+}
