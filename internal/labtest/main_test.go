@@ -71,7 +71,13 @@ func newRouter(t *testing.T, opts lab.Options, conf string) *router {
 			t.Errorf("closing lab: %v", err)
 		}
 	})
-	dir := t.TempDir()
+	// Not t.TempDir: its parent is private to root, and the dry-run test
+	// reads the configuration as an ordinary user.
+	dir, err := os.MkdirTemp("", "ispbalance-router-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
 	os.Chmod(dir, 0o755)
 	r := &router{t: t, lab: l, dir: dir, conf: filepath.Join(dir, "balance.conf"), stateDir: filepath.Join(dir, "state")}
 	r.writeConf(conf)
@@ -115,8 +121,37 @@ func (r *router) sh(ns string, args ...string) string {
 // kernelState is what a rebuild must leave untouched, or restore exactly.
 func (r *router) kernelState() string {
 	r.t.Helper()
-	return r.sh("router", "ip", "rule") + r.sh("router", "ip", "route", "show", "table", "all") +
+	return r.sh("router", "ip", "-4", "rule") + r.sh("router", "ip", "-4", "route", "show", "table", "all") +
 		stripCounters(r.sh("router", "iptables-save"))
+}
+
+// withoutEmptyTables drops iptables tables that hold only built-in chains
+// with ACCEPT policies and no rules. With the nf_tables backend, touching
+// a table creates it; an empty table filters nothing, so "as before" does
+// not depend on whether it is listed.
+func withoutEmptyTables(save string) string {
+	var out, table []string
+	empty := true
+	for _, line := range strings.Split(save, "\n") {
+		switch {
+		case strings.HasPrefix(line, "*"):
+			table, empty = []string{line}, true
+		case table != nil && line == "COMMIT":
+			if !empty {
+				out = append(out, table...)
+				out = append(out, line)
+			}
+			table = nil
+		case table != nil:
+			table = append(table, line)
+			if !(strings.HasPrefix(line, ":") && strings.HasSuffix(line, " ACCEPT")) {
+				empty = false
+			}
+		default:
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // stripCounters drops iptables-save's comments and packet counters, which

@@ -1,0 +1,308 @@
+package labtest
+
+import (
+	"bufio"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"os/user"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ispbalance/ispbalance/internal/lab"
+)
+
+// TestFailoverMode: everything leaves by the heaviest ISP; naming only the
+// other ISP moves new connections to it.
+func TestFailoverMode(t *testing.T) {
+	r := newRouter(t, lab.Options{Prefix: "fo"}, "mode=failover\nCABLE wan1 isp default 1\nDSL wan2 isp default 3\nLAN lan1 lan\n")
+	r.startServer()
+	r.mustRun()
+	if c := r.shares(1, 50); c[2] != 50 {
+		t.Errorf("failover with both up: connections per ISP %v, want all 50 via DSL (ISP 2)", c)
+	}
+	r.mustRun("CABLE")
+	if c := r.shares(1, 50); c[1] != 50 {
+		t.Errorf("after `ifup-balance CABLE`: connections per ISP %v, want all 50 via CABLE (ISP 1)", c)
+	}
+	r.mustRun("down", "CABLE")
+	// With CABLE recorded down and DSL recorded down by the previous run,
+	// nothing is up: the balance table is empty.
+	if out := r.sh("router", "ip", "route", "show", "table", "4200"); strings.TrimSpace(out) != "" {
+		t.Errorf("no ISP up, but the balance table has routes:\n%s", out)
+	}
+	r.mustRun("up", "DSL", "extra", "lsm", "args")
+	if c := r.shares(1, 20); c[2] != 20 {
+		t.Errorf("after `up DSL`: connections per ISP %v, want all via DSL", c)
+	}
+	st := r.mustRun("-s")
+	for _, want := range []string{"CABLE", "down", "DSL", "up", "yes"} {
+		if !strings.Contains(st, want) {
+			t.Errorf("status lacks %q:\n%s", want, st)
+		}
+	}
+}
+
+// TestHitlessRebuilds: an established connection keeps its ISP and keeps
+// flowing across 20 rebuilds in which the other ISP goes down and up, and
+// a ping every 2 ms through the router loses nothing.
+func TestHitlessRebuilds(t *testing.T) {
+	r := newRouter(t, lab.Options{Prefix: "hit"}, ispConf(1, 1))
+	r.startServer()
+	r.mustRun()
+	conn, err := r.lab.DialTCP("lan1", netip.AddrPortFrom(r.lab.ServerAddr(), serverPort), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	rd := bufio.NewReader(conn)
+	seen, err := rd.ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine := r.lab.ISPForAddr(netip.MustParseAddr(strings.TrimSpace(seen)))
+	other := 3 - mine
+	ping, err := r.lab.StartPing("lan1", r.lab.ServerAddr(), 2*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 20; i++ {
+		verdict := "down"
+		if i%2 == 1 {
+			verdict = "up"
+		}
+		r.mustRun(verdict, "ISP"+itoa(other))
+		msg := fmt.Sprintf("round %d\n", i)
+		conn.SetDeadline(time.Now().Add(2 * time.Second))
+		if _, err := conn.Write([]byte(msg)); err != nil {
+			t.Fatalf("round %d: writing on the established connection: %v", i, err)
+		}
+		echo, err := rd.ReadString('\n')
+		if err != nil || echo != msg {
+			t.Fatalf("round %d: echo %q, %v; want %q", i, echo, err, msg)
+		}
+	}
+	sent, received, err := ping.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("ping stream over 20 rebuilds: %d sent, %d received", sent, received)
+	if sent < 100 || sent != received {
+		t.Errorf("ping stream lost %d of %d packets across rebuilds", sent-received, sent)
+	}
+	// The connection must still be on its ISP: conntrack's mark says so.
+	ct := r.sh("router", "conntrack", "-L", "-p", "tcp", "--dport", itoa(serverPort), "-m", strconv.FormatUint(uint64(mine)<<24, 10)+"/0x3f000000")
+	if !strings.Contains(ct, "ESTABLISHED") {
+		t.Errorf("the established connection is not marked for ISP %d any more:\n%s", mine, ct)
+	}
+}
+
+// TestInboundOnSecondISP: a connection from the internet to the router's
+// ISP2 address is answered via ISP2 even though the router's own default
+// prefers ISP1 (failover mode makes it prefer ISP1 for sure). The ISPs
+// drop spoofed sources, so a reply out of ISP1 would be lost.
+func TestInboundOnSecondISP(t *testing.T) {
+	r := newRouter(t, lab.Options{Prefix: "in"}, "mode=failover\nISP1 wan1 isp default 5\nISP2 wan2 isp default 1\nLAN lan1 lan\n")
+	r.mustRun()
+	// ssh is open from the internet; a listener on the router answers.
+	srv := exec.Command("ip", "netns", "exec", r.lab.NS("router"), "socat", "TCP-LISTEN:22,fork,reuseaddr", "SYSTEM:echo hello")
+	if err := srv.Start(); err != nil {
+		t.Fatalf("starting socat (the test command installs it): %v", err)
+	}
+	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
+	time.Sleep(200 * time.Millisecond)
+	for k := 1; k <= 2; k++ {
+		out, err := r.lab.Exec("inet", "socat", "-T2", "-", "TCP:"+r.lab.RouterISPAddr(k).String()+":22,connect-timeout=2")
+		if err != nil || !strings.Contains(string(out), "hello") {
+			t.Errorf("ssh port via ISP%d address: %q, %v", k, out, err)
+		}
+	}
+	// Anything else is rejected.
+	if out, err := r.lab.Exec("inet", "socat", "-T1", "-", "TCP:"+r.lab.RouterISPAddr(2).String()+":23,connect-timeout=1"); err == nil {
+		t.Errorf("port 23 on the router is reachable from the internet: %s", out)
+	}
+}
+
+// TestFirewallFromOutside: from the internet nothing but ssh reaches the
+// router, nothing reaches the LAN, and a second LAN outside the first
+// LAN's forwarding group cannot be reached from it.
+func TestFirewallFromOutside(t *testing.T) {
+	conf := "ISP1 wan1 isp\nISP2 wan2 isp\nLAN lan1 lan\nGUEST lan2 lan\n" +
+		"forwarding_group=LAN :isp\nforwarding_group=GUEST :isp\n"
+	r := newRouter(t, lab.Options{Prefix: "fw", LANs: 2}, conf)
+	r.startServer()
+	r.mustRun()
+	// The internet host cannot reach a LAN host, even with a route to it.
+	r.sh("inet", "ip", "route", "add", "192.168.1.0/24", "via", "198.51.100.1")
+	lanSrv := exec.Command("ip", "netns", "exec", r.lab.NS("lan1"), "socat", "TCP-LISTEN:8000,fork,reuseaddr", "SYSTEM:echo lan")
+	if err := lanSrv.Start(); err != nil {
+		t.Fatalf("starting socat (the test command installs it): %v", err)
+	}
+	t.Cleanup(func() { lanSrv.Process.Kill(); lanSrv.Wait() })
+	time.Sleep(200 * time.Millisecond)
+	if out, err := r.lab.Exec("inet", "socat", "-T1", "-", "TCP:192.168.1.10:8000,connect-timeout=1"); err == nil {
+		t.Errorf("internet reached a LAN host: %s", out)
+	}
+	// GUEST cannot reach LAN; LAN itself can (its own host's service from the router side is not the point).
+	if out, err := r.lab.Exec("lan2", "socat", "-T1", "-", "TCP:192.168.1.10:8000,connect-timeout=1"); err == nil {
+		t.Errorf("GUEST reached LAN outside its forwarding group: %s", out)
+	}
+	// Both LANs still reach the internet.
+	for j := 1; j <= 2; j++ {
+		if _, err := r.lab.WhichISP(j, serverPort, 2*time.Second); err != nil {
+			t.Errorf("lan%d cannot reach the internet: %v", j, err)
+		}
+	}
+	// Router services other than ssh are rejected from the internet, and
+	// ping is answered (rate-limited).
+	if _, err := r.lab.Exec("inet", "ping", "-c1", "-W1", r.lab.RouterISPAddr(1).String()); err != nil {
+		t.Errorf("router does not answer ping from the internet: %v", err)
+	}
+	if out, err := r.lab.Exec("inet", "socat", "-T1", "-", "TCP:"+r.lab.RouterISPAddr(1).String()+":80,connect-timeout=1"); err == nil {
+		t.Errorf("port 80 on the router is reachable from the internet: %s", out)
+	}
+}
+
+// TestForeignStateSurvives: routes, tables, rules and chains of other
+// software survive 20 rebuilds and stop; stop leaves the router exactly as
+// it was before the first rebuild.
+func TestForeignStateSurvives(t *testing.T) {
+	r := newRouter(t, lab.Options{Prefix: "own"}, ispConf(1, 1))
+	r.sh("router", "ip", "route", "add", "10.99.0.0/16", "via", "192.168.1.10")
+	r.sh("router", "ip", "route", "add", "default", "via", "100.64.1.1", "table", "100")
+	r.sh("router", "ip", "rule", "add", "priority", "500", "from", "192.168.1.77", "lookup", "100")
+	r.sh("router", "iptables", "-N", "FAIL2BAN")
+	r.sh("router", "iptables", "-A", "FAIL2BAN", "-s", "198.51.100.200", "-j", "DROP")
+	r.sh("router", "iptables", "-I", "INPUT", "-j", "FAIL2BAN")
+	r.sh("router", "iptables", "-t", "nat", "-N", "DOCKER")
+	before := r.kernelState()
+	for i := 0; i < 20; i++ {
+		verdict := "down"
+		if i%2 == 1 {
+			verdict = "up"
+		}
+		r.mustRun(verdict, "ISP2")
+		now := r.kernelState()
+		for _, want := range []string{
+			"10.99.0.0/16 via 192.168.1.10 dev lan1",
+			"default via 100.64.1.1 dev wan1 table 100",
+			"500:\tfrom 192.168.1.77 lookup 100",
+			"-A FAIL2BAN -s 198.51.100.200/32 -j DROP",
+			"-A INPUT -j FAIL2BAN",
+			":DOCKER",
+		} {
+			if !strings.Contains(now, want) {
+				t.Fatalf("rebuild %d removed %q:\n%s", i, want, now)
+			}
+		}
+	}
+	// Our jumps exist exactly once.
+	save := r.sh("router", "iptables-save")
+	if n := strings.Count(save, "-A INPUT -j ISPB-INPUT"); n != 1 {
+		t.Errorf("jump to ISPB-INPUT appears %d times after 20 rebuilds", n)
+	}
+	r.mustRun("stop")
+	if after := r.kernelState(); withoutEmptyTables(after) != withoutEmptyTables(before) {
+		t.Errorf("stop did not restore the router:\n--- before\n%s\n--- after\n%s", before, after)
+	}
+}
+
+// TestBadConfigChangesNothing: a config error exits non-zero naming
+// file:line and leaves the kernel state byte for byte as it was.
+func TestBadConfigChangesNothing(t *testing.T) {
+	r := newRouter(t, lab.Options{Prefix: "bad"}, ispConf(1, 1))
+	r.mustRun()
+	before := r.kernelState()
+	bad := []struct{ conf, want string }{
+		{"ISP1 wan1 isp\nISP2 wan2 wan\n", ":2: role \"wan\" is unknown"},
+		{"ISP1 wan1 isp default 0\n", ":1: weight \"0\""},
+		{"ISP1 wan1 isp\nmode=random\n", ":2: mode must be"},
+		{"ISP1 wan1 isp\nforwarding_group=ISP1 NOPE\n", ":2: forwarding_group names unknown service"},
+	}
+	for _, b := range bad {
+		r.writeConf(b.conf)
+		out, err := r.run()
+		if err == nil {
+			t.Errorf("config %q accepted", b.conf)
+		}
+		if !strings.Contains(out, r.conf+b.want) {
+			t.Errorf("error output %q lacks %q", out, r.conf+b.want)
+		}
+		if after := r.kernelState(); after != before {
+			t.Errorf("a bad config changed the kernel state:\n--- before\n%s\n--- after\n%s", before, after)
+		}
+	}
+	// A service named on the command line that is not in the config.
+	r.writeConf(ispConf(1, 1))
+	if out, err := r.run("NOPE"); err == nil || !strings.Contains(out, `no service named "NOPE"`) {
+		t.Errorf("unknown service on the command line: %q, %v", out, err)
+	}
+	if after := r.kernelState(); after != before {
+		t.Errorf("an unknown service changed the kernel state")
+	}
+}
+
+// TestFailedApplyRollsBack: when the firewall cannot be installed (a
+// restore binary that fails), routing is put back as it was.
+func TestFailedApplyRollsBack(t *testing.T) {
+	r := newRouter(t, lab.Options{Prefix: "rb"}, ispConf(1, 1))
+	r.mustRun()
+	before := r.kernelState()
+	// ISP2 down changes routes and the firewall; a broken iptables-restore
+	// earlier in PATH makes the firewall step fail.
+	fake := t.TempDir()
+	os.Chmod(fake, 0o755)
+	script := "#!/bin/sh\necho 'iptables-restore: line 3 failed' >&2\nexit 1\n"
+	if err := os.WriteFile(fake+"/iptables-restore", []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err := r.lab.Exec("router", "env", "PATH="+fake+":"+os.Getenv("PATH"), binary, "-c", r.conf, "--state-dir", r.stateDir, "down", "ISP2")
+	if err == nil {
+		t.Fatalf("apply with a failing iptables-restore succeeded: %s", out)
+	}
+	if !strings.Contains(string(out), "installing the firewall") {
+		t.Errorf("error does not say what failed: %s", out)
+	}
+	if after := r.kernelState(); after != before {
+		t.Errorf("failed apply was not rolled back:\n--- before\n%s\n--- after\n%s", before, after)
+	}
+	if st, _ := os.ReadFile(r.stateDir + "/ISP2.state"); strings.TrimSpace(string(st)) == "down" {
+		t.Errorf("failed apply recorded ISP2 as down")
+	}
+}
+
+// TestDryRunAsUser: -d as an ordinary user prints the plan and changes
+// nothing.
+func TestDryRunAsUser(t *testing.T) {
+	r := newRouter(t, lab.Options{Prefix: "dry"}, ispConf(1, 1))
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skip("no user nobody")
+	}
+	before := r.kernelState()
+	out, err := r.lab.Exec("router", "setpriv", "--reuid", nobody.Uid, "--regid", nobody.Gid, "--clear-groups",
+		binary, "-d", "-c", r.conf, "--state-dir", r.stateDir)
+	if err != nil {
+		t.Fatalf("-d as nobody: %v\n%s", err, out)
+	}
+	for _, want := range []string{
+		"ip route replace default nexthop via 100.64.1.1 dev wan1 weight 1 nexthop via 100.64.2.1 dev wan2 weight 1 table 4200",
+		"ip rule add priority 9000 lookup main suppress_prefixlength 0",
+		"iptables-restore --noflush",
+		"-A ISPB-POSTROUTING -o wan1 -j MASQUERADE",
+		"sysctl -q -w net.ipv4.ip_forward=1",
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("dry run lacks %q", want)
+		}
+	}
+	if after := r.kernelState(); after != before {
+		t.Errorf("-d changed the kernel state")
+	}
+	if _, err := os.Stat(r.stateDir); err == nil {
+		t.Errorf("-d created the state directory")
+	}
+}
