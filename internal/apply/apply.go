@@ -71,7 +71,9 @@ func (a *Applier) echo(format string, args ...any) {
 // Stats counts what one Apply did, for the log line and benchmarks.
 type Stats struct {
 	Routes, Rules int
-	Took          time.Duration
+	// Read, Routing and Firewall time the phases: reading the current
+	// state, reconciling routes and rules, and the iptables-restore run.
+	Read, Routing, Firewall, Took time.Duration
 }
 
 // Apply makes the kernel match p. It may be called repeatedly with the
@@ -96,15 +98,22 @@ func (a *Applier) Apply(ctx context.Context, p plan.Plan) (Stats, error) {
 	if err := a.applySysctls(p.Sysctls); err != nil {
 		return stats, err
 	}
+	stats.Read = time.Since(start)
 	if err := a.setRouting(routingBefore, want); err != nil {
 		return stats, a.rollback(ctx, err, routingBefore, fwBefore, false)
 	}
-	input := render.Restore(p.Firewall, render.RestoreOptions{HaveJump: fwBefore.haveJump, Stale: fwBefore.staleChains(p.Firewall)})
-	a.echo("iptables-restore --noflush <<EOF\n%sEOF", input)
-	if err := a.netfilter.restore(ctx, input, true); err != nil {
-		return stats, a.rollback(ctx, fmt.Errorf("installing the firewall: %w", err), routingBefore, fwBefore, true)
+	stats.Routing = time.Since(start) - stats.Read
+	input := render.Restore(p.Firewall, render.RestoreOptions{
+		HaveJump: fwBefore.haveJump, Stale: fwBefore.staleChains(p.Firewall), Existing: fwBefore.ourRules(),
+	})
+	if input != "" {
+		a.echo("iptables-restore --noflush <<EOF\n%sEOF", input)
+		if err := a.netfilter.restore(ctx, input, true); err != nil {
+			return stats, a.rollback(ctx, fmt.Errorf("installing the firewall: %w", err), routingBefore, fwBefore, true)
+		}
 	}
 	stats.Took = time.Since(start)
+	stats.Firewall = stats.Took - stats.Read - stats.Routing
 	return stats, nil
 }
 

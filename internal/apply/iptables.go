@@ -191,6 +191,18 @@ func sortedKeys(m map[string]int) []string {
 	return keys
 }
 
+// ourRules returns the rule lines of our chains, per table and chain.
+func (st firewallState) ourRules() map[string]map[string][]string {
+	out := map[string]map[string][]string{}
+	for table := range st {
+		out[table] = map[string][]string{}
+		for _, c := range st.ourChains(table) {
+			out[table][c] = st[table].rules[c]
+		}
+	}
+	return out
+}
+
 // haveJump answers render.RestoreOptions.HaveJump from saved state.
 func (st firewallState) haveJump(table string, j plan.Jump) bool {
 	t := st[table]

@@ -169,10 +169,12 @@ func Rebuild(ctx context.Context, opts Options, up UpSet, flushOthers bool) (Fac
 		return Facts{}, err
 	}
 	defer lock.Unlock()
+	start := time.Now()
 	f, err := Gather(opts, up)
 	if err != nil {
 		return f, err
 	}
+	gathered := time.Since(start)
 	for _, s := range f.Plan.Skipped {
 		opts.Log.Warn("service skipped until its device is ready", "service", s.Service, "device", s.Device, "reason", s.Reason)
 	}
@@ -199,7 +201,10 @@ func Rebuild(ctx context.Context, opts Options, up UpSet, flushOthers bool) (Fac
 			routing = append(routing, isp.Name)
 		}
 	}
-	opts.Log.Info("rebuilt", "routing", routing, "routes", stats.Routes, "rules", stats.Rules, "took", stats.Took.Round(time.Microsecond))
+	opts.Log.Info("rebuilt", "routing", routing, "routes", stats.Routes, "rules", stats.Rules,
+		"took", time.Since(start).Round(time.Microsecond), "gather", gathered.Round(time.Microsecond),
+		"read", stats.Read.Round(time.Microsecond), "routing_apply", stats.Routing.Round(time.Microsecond),
+		"firewall", stats.Firewall.Round(time.Microsecond))
 	return f, nil
 }
 

@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"math"
 	"sort"
 	"strconv"
 
@@ -33,7 +34,7 @@ func filterTable(cfg *config.Config, p Plan) Table {
 	var chains []Chain
 	for _, lc := range logChains {
 		c := Chain{Name: lc.name, Rules: [][]string{
-			r("-m", "limit", "--limit", "1/minute", "--limit-burst", "1", "-j", "LOG", "--log-prefix", kn.LogPrefix+lc.prefix+": "),
+			r("-m", "limit", "--limit", "1/min", "--limit-burst", "1", "-j", "LOG", "--log-prefix", kn.LogPrefix+lc.prefix+": "),
 		}}
 		if lc.action != nil {
 			c.Rules = append(c.Rules, lc.action)
@@ -46,12 +47,12 @@ func filterTable(cfg *config.Config, p Plan) Table {
 		r("-s", "127.0.0.0/8", "-j", kn.ChainDropSpoof),
 		r("-m", "conntrack", "--ctstate", "INVALID", "-j", kn.ChainDropInval),
 		r("-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"),
-		r("-p", "icmp", "-m", "icmp", "--icmp-type", "8", "-m", "limit", "--limit", "1/sec", "--limit-burst", "5", "-j", "ACCEPT"),
+		r("-p", "icmp", "-m", "icmp", "--icmp-type", "8", "-m", "limit", "--limit", "1/sec", "-j", "ACCEPT"),
 		r("-p", "icmp", "-m", "icmp", "--icmp-type", "8", "-j", kn.ChainDropFlood),
 	}}
 	for _, lan := range p.LANs {
 		input.Rules = append(input.Rules,
-			r("-i", lan.Kernel, "-s", lan.Addr.Masked().String(), "-j", "ACCEPT"),
+			r("-s", lan.Addr.Masked().String(), "-i", lan.Kernel, "-j", "ACCEPT"),
 			r("-i", lan.Kernel, "-m", "addrtype", "--dst-type", "BROADCAST", "-j", "ACCEPT"),
 			// DHCP requests come from 0.0.0.0, outside the LAN's subnet.
 			r("-i", lan.Kernel, "-p", "udp", "-m", "udp", "--sport", "68", "--dport", "67", "-j", "ACCEPT"),
@@ -76,12 +77,12 @@ func filterTable(cfg *config.Config, p Plan) Table {
 	for _, lan := range p.LANs {
 		for _, isp := range p.ISPs {
 			if cfg.MayForward(lan.Name, isp.Name) {
-				forward.Rules = append(forward.Rules, r("-i", lan.Kernel, "-o", isp.Kernel, "-s", lan.Addr.Masked().String(), "-j", "ACCEPT"))
+				forward.Rules = append(forward.Rules, r("-s", lan.Addr.Masked().String(), "-i", lan.Kernel, "-o", isp.Kernel, "-j", "ACCEPT"))
 			}
 		}
 		for _, other := range p.LANs {
 			if other.Name != lan.Name && cfg.MayForward(lan.Name, other.Name) {
-				forward.Rules = append(forward.Rules, r("-i", lan.Kernel, "-o", other.Kernel, "-s", lan.Addr.Masked().String(), "-d", other.Addr.Masked().String(), "-j", "ACCEPT"))
+				forward.Rules = append(forward.Rules, r("-s", lan.Addr.Masked().String(), "-d", other.Addr.Masked().String(), "-i", lan.Kernel, "-o", other.Kernel, "-j", "ACCEPT"))
 			}
 		}
 	}
@@ -141,12 +142,12 @@ func mangleTable(p Plan) Table {
 		// them (port forwards, services on the router) leave the same way.
 		in := r("-i", isp.Kernel)
 		if isp.Alias {
-			in = append(in, "-d", isp.Addr.Addr().String()+"/32")
+			in = r("-d", isp.Addr.Addr().String()+"/32", "-i", isp.Kernel)
 		}
 		pre.Rules = append(pre.Rules, append(in, "-m", "conntrack", "--ctstate", "NEW", "-j", kn.MarkChain(isp.Name)))
 	}
 	for _, lan := range p.LANs {
-		pre.Rules = append(pre.Rules, r("-i", lan.Kernel, "-s", lan.Addr.Masked().String(),
+		pre.Rules = append(pre.Rules, r("-s", lan.Addr.Masked().String(), "-i", lan.Kernel,
 			"-m", "conntrack", "--ctstate", "NEW", "-m", "addrtype", "!", "--dst-type", "LOCAL", "-j", kn.ChainBalance))
 	}
 	balance := Chain{Name: kn.ChainBalance, Rules: balanceRules(p)}
@@ -201,10 +202,18 @@ func balanceRules(p Plan) [][]string {
 			break
 		}
 		prob := float64(isp.Weight) / float64(remaining)
-		rules = append(rules, append(unmarked[:len(unmarked):len(unmarked)], "-m", "statistic", "--mode", "random", "--probability", strconv.FormatFloat(prob, 'f', 8, 64), "-j", kn.MarkChain(isp.Name)))
+		rules = append(rules, append(unmarked[:len(unmarked):len(unmarked)], "-m", "statistic", "--mode", "random", "--probability", probability(prob), "-j", kn.MarkChain(isp.Name)))
 		remaining -= isp.Weight
 	}
 	return rules
+}
+
+// probability spells a random-match probability exactly as iptables-save
+// prints it back: the kernel keeps it as a fraction of 2^31, shown with 11
+// decimals. Writing the canonical form lets the applier recognise an
+// unchanged chain and leave it alone.
+func probability(p float64) string {
+	return strconv.FormatFloat(math.Round(p*0x80000000)/0x80000000, 'f', 11, 64)
 }
 
 func natTable(p Plan) Table {

@@ -118,7 +118,9 @@ func (s Sysctl) Key() string {
 }
 
 // Chain is one of our iptables chains; each rule is an argument list as
-// it follows `-A CHAIN`.
+// it follows `-A CHAIN`, written in the canonical form iptables-save prints
+// (options in its order, its units), so that an unchanged chain can be
+// recognised and left alone.
 type Chain struct {
 	Name  string
 	Rules [][]string

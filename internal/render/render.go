@@ -3,9 +3,11 @@ package render
 import (
 	"fmt"
 	"io"
+	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
+	"text/tabwriter"
 
 	kn "github.com/ispbalance/ispbalance/internal/kernelnames"
 	"github.com/ispbalance/ispbalance/internal/plan"
@@ -19,33 +21,55 @@ type RestoreOptions struct {
 	// Stale lists, per table, chains of ours that exist but that the plan
 	// no longer wants; they are emptied and deleted in the same transaction.
 	Stale map[string][]string
+	// Existing holds, per table and chain, the rule lines (as after
+	// "-A CHAIN ") of our chains now in the kernel. A chain whose lines are
+	// already exactly the plan's is left out; a table with nothing to do is
+	// left out too. Nil writes everything.
+	Existing map[string]map[string][]string
 }
 
 // Restore renders the firewall as input for `iptables-restore --noflush`.
 // Declaring a chain with `:NAME - [0:0]` empties it in --noflush mode, so
-// each table is replaced as a whole in one transaction while other
-// software's chains and rules in the built-in chains are left alone.
+// each table is replaced in one transaction while other software's chains
+// and rules in the built-in chains are left alone. With Existing set,
+// only changed chains are rewritten: every nf_tables transaction that
+// deletes rules costs the kernel milliseconds, and a typical rebuild (one
+// ISP up or down) changes a single chain. It returns "" when nothing
+// needs doing.
 func Restore(tables []plan.Table, opts RestoreOptions) string {
 	var b strings.Builder
 	for _, t := range tables {
-		fmt.Fprintf(&b, "*%s\n", t.Name)
+		var changed []plan.Chain
+		for _, c := range t.Chains {
+			if !unchanged(opts.Existing, t.Name, c) {
+				changed = append(changed, c)
+			}
+		}
+		var jumps []plan.Jump
+		for _, j := range t.Jumps {
+			if opts.HaveJump == nil || !opts.HaveJump(t.Name, j) {
+				jumps = append(jumps, j)
+			}
+		}
 		stale := append([]string(nil), opts.Stale[t.Name]...)
 		sort.Strings(stale)
-		for _, c := range t.Chains {
+		if len(changed) == 0 && len(jumps) == 0 && len(stale) == 0 {
+			continue
+		}
+		fmt.Fprintf(&b, "*%s\n", t.Name)
+		for _, c := range changed {
 			fmt.Fprintf(&b, ":%s - [0:0]\n", c.Name)
 		}
 		for _, name := range stale {
 			fmt.Fprintf(&b, ":%s - [0:0]\n", name)
 		}
-		for _, c := range t.Chains {
+		for _, c := range changed {
 			for _, rule := range c.Rules {
 				fmt.Fprintf(&b, "-A %s %s\n", c.Name, Quote(rule))
 			}
 		}
-		for _, j := range t.Jumps {
-			if opts.HaveJump == nil || !opts.HaveJump(t.Name, j) {
-				fmt.Fprintf(&b, "-A %s -j %s\n", j.From, j.To)
-			}
+		for _, j := range jumps {
+			fmt.Fprintf(&b, "-A %s -j %s\n", j.From, j.To)
 		}
 		for _, name := range stale {
 			fmt.Fprintf(&b, "-X %s\n", name)
@@ -53,6 +77,19 @@ func Restore(tables []plan.Table, opts RestoreOptions) string {
 		b.WriteString("COMMIT\n")
 	}
 	return b.String()
+}
+
+func unchanged(existing map[string]map[string][]string, table string, c plan.Chain) bool {
+	have, ok := existing[table][c.Name]
+	if !ok || len(have) != len(c.Rules) {
+		return false
+	}
+	for i, rule := range c.Rules {
+		if have[i] != Quote(rule) {
+			return false
+		}
+	}
+	return true
 }
 
 // Quote joins arguments the way iptables-save writes them, quoting those
@@ -169,4 +206,48 @@ func Script(w io.Writer, p plan.Plan) error {
 	b.WriteString("EOF\n")
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// StatusRow is one line of the status table.
+type StatusRow struct {
+	Service, Device, Role string
+	// State is the recorded verdict for an ISP (up, down, long_down,
+	// unknown), or up/absent for a LAN.
+	State string
+	// Routing says whether the ISP carries new connections now.
+	Routing     bool
+	Addr        netip.Prefix
+	Gateway     netip.Addr
+	GatewayFrom string
+	Problem     string
+}
+
+// Status writes the status table: the original's Service, Device, State
+// and Routing columns, then what discovery found.
+func Status(w io.Writer, rows []StatusRow) error {
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "Service\tDevice\tRole\tState\tRouting\tAddress\tGateway")
+	for _, r := range rows {
+		routing := "-"
+		if r.Role == "isp" {
+			routing = "no"
+			if r.Routing {
+				routing = "yes"
+			}
+		}
+		addr, gw := "-", "-"
+		if r.Addr.IsValid() {
+			addr = r.Addr.String()
+		} else if r.Problem != "" {
+			addr = "(" + r.Problem + ")"
+		}
+		if r.Gateway.IsValid() {
+			gw = r.Gateway.String()
+			if r.GatewayFrom != "" {
+				gw += " (" + r.GatewayFrom + ")"
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Service, r.Device, r.Role, r.State, routing, addr, gw)
+	}
+	return tw.Flush()
 }
