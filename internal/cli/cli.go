@@ -44,6 +44,28 @@ Options:
   --state-dir DIR  where <SERVICE>.state files live (default /var/lib/lsm)
 `
 
+type flags struct {
+	configPath, root, stateDir                            *string
+	dry, verbose, status, flush, flushLong, version, help *bool
+}
+
+func newFlags() (*flag.FlagSet, flags) {
+	fs := flag.NewFlagSet("ifup-balance", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return fs, flags{
+		configPath: fs.String("c", "", ""),
+		root:       fs.String("root", "", ""),
+		stateDir:   fs.String("state-dir", "", ""),
+		dry:        fs.Bool("d", false, ""),
+		verbose:    fs.Bool("v", false, ""),
+		status:     fs.Bool("s", false, ""),
+		flush:      fs.Bool("f", false, ""),
+		flushLong:  fs.Bool("flush", false, ""),
+		version:    fs.Bool("V", false, ""),
+		help:       fs.Bool("h", false, ""),
+	}
+}
+
 // Env is what the command reads from its surroundings.
 type Env struct {
 	Args           []string // without the program name
@@ -56,21 +78,13 @@ func Run(ctx context.Context, env Env) int {
 	if env.Getenv == nil {
 		env.Getenv = os.Getenv
 	}
-	fs := flag.NewFlagSet("ifup-balance", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	var (
-		configPath           = fs.String("c", "", "")
-		dry, verbose, status = fs.Bool("d", false, ""), fs.Bool("v", false, ""), fs.Bool("s", false, "")
-		flush, flushLong     = fs.Bool("f", false, ""), fs.Bool("flush", false, "")
-		version, help        = fs.Bool("V", false, ""), fs.Bool("h", false, "")
-		root                 = fs.String("root", "", "")
-		stateDir             = fs.String("state-dir", "", "")
-	)
+	fs, f := newFlags()
 	fail := func(err error) int {
 		fmt.Fprintf(env.Stderr, "ifup-balance: %v\n", err)
 		return 1
 	}
-	if err := fs.Parse(env.Args); err != nil {
+	positional, err := parseInterspersed(fs, env.Args)
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(env.Stdout, usage)
 			return 0
@@ -78,44 +92,44 @@ func Run(ctx context.Context, env Env) int {
 		fmt.Fprintf(env.Stderr, "ifup-balance: %v\n%s", err, usage)
 		return 2
 	}
-	if *help {
+	if *f.help {
 		fmt.Fprint(env.Stdout, usage)
 		return 0
 	}
-	if *version {
+	if *f.version {
 		fmt.Fprintf(env.Stdout, "ifup-balance %s\n", Version)
 		return 0
 	}
 	level := slog.LevelWarn
-	if *verbose {
+	if *f.verbose {
 		level = slog.LevelInfo
 	}
 	opts := core.Options{
-		ConfigPath: *configPath,
-		StateDir:   *stateDir,
-		LeaseRoot:  *root,
+		ConfigPath: *f.configPath,
+		StateDir:   *f.stateDir,
+		LeaseRoot:  *f.root,
 		Log:        slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: level})).With("component", "ifup-balance"),
 	}
 	if opts.ConfigPath == "" {
 		opts.ConfigPath = env.Getenv(ConfigEnv)
 	}
 	if opts.ConfigPath == "" {
-		opts.ConfigPath = detect.DetectLayout(*root).ConfigPath
+		opts.ConfigPath = detect.DetectLayout(*f.root).ConfigPath
 	}
-	if opts.StateDir == "" && *root != "" {
-		opts.StateDir = *root + state.DefaultDir
+	if opts.StateDir == "" && *f.root != "" {
+		opts.StateDir = *f.root + state.DefaultDir
 	}
-	if *verbose {
+	if *f.verbose {
 		opts.Echo = env.Stderr
 	}
 
-	up, command, err := parsePositional(fs.Args())
+	up, command, err := parsePositional(positional)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "ifup-balance: %v\n%s", err, usage)
 		return 2
 	}
 	switch {
-	case *status:
+	case *f.status:
 		rows, err := core.Status(opts)
 		if err != nil {
 			return fail(err)
@@ -124,24 +138,45 @@ func Run(ctx context.Context, env Env) int {
 			return fail(err)
 		}
 		return 0
-	case *dry && command == "stop":
+	case *f.dry && command == "stop":
 		fmt.Fprintln(env.Stdout, "# stop would remove ispbalance's rules (priorities 9000-9999), routes in tables 4200-4263, ISPB- chains and the jumps to them")
 		return 0
-	case *dry:
+	case *f.dry:
 		if err := core.DryRun(env.Stdout, opts, up); err != nil {
 			return fail(err)
 		}
 		return 0
 	case command == "stop":
-		if err := core.Stop(ctx, opts, *flush || *flushLong); err != nil {
+		if err := core.Stop(ctx, opts, *f.flush || *f.flushLong); err != nil {
 			return fail(err)
 		}
 		return 0
 	}
-	if _, err := core.Rebuild(ctx, opts, up, *flush || *flushLong); err != nil {
+	if _, err := core.Rebuild(ctx, opts, up, *f.flush || *f.flushLong); err != nil {
 		return fail(err)
 	}
 	return 0
+}
+
+// parseInterspersed lets options follow words (`ifup-balance stop -f`),
+// except after an lsm event name, whose 16 arguments are lsm's own.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return positional, nil
+		}
+		positional = append(positional, args[0])
+		switch args[0] {
+		case "up", "down", "long_down":
+			return append(positional, args[1:]...), nil
+		}
+		args = args[1:]
+	}
 }
 
 // parsePositional reads `SERVICE...`, `up|down|long_down NAME [lsm args]`
@@ -163,11 +198,6 @@ func parsePositional(args []string) (core.UpSet, string, error) {
 		// lsm passes 16 positional arguments; only the name matters here,
 		// the rest are accepted for compatibility.
 		return core.UpSet{Event: &core.Event{Service: args[1], Verdict: state.Verdict(args[0])}}, args[0], nil
-	}
-	for _, a := range args {
-		if strings.HasPrefix(a, "-") {
-			return core.UpSet{}, "", fmt.Errorf("options go before service names: %q", a)
-		}
 	}
 	return core.UpSet{Only: args}, "", nil
 }

@@ -199,6 +199,13 @@ func TestForeignStateSurvives(t *testing.T) {
 			}
 		}
 	}
+	// Routes in main more specific than a default still win for marked
+	// LAN traffic and for the router's own traffic.
+	for _, mark := range []string{"0x1000000", "0x2000000", "0"} {
+		if got := r.sh("router", "ip", "route", "get", "10.99.1.1", "mark", mark); !strings.Contains(got, "dev lan1") {
+			t.Errorf("route in main ignored for mark %s: %s", mark, got)
+		}
+	}
 	// Our jumps exist exactly once.
 	save := r.sh("router", "iptables-save")
 	if n := strings.Count(save, "-A INPUT -j ISPB-INPUT"); n != 1 {
@@ -327,5 +334,67 @@ func TestUnchangedFirewallIsLeftAlone(t *testing.T) {
 	}
 	if len(rewritten) != 1 || rewritten[0] != "ISPB-BALANCE" {
 		t.Errorf("taking ISP2 down rewrote chains %v, want only ISPB-BALANCE", rewritten)
+	}
+}
+
+// TestBurstOfRebuilds: 20 concurrent invocations serialise, all succeed,
+// and leave one consistent state with no duplicate rules.
+func TestBurstOfRebuilds(t *testing.T) {
+	r := newRouter(t, lab.Options{Prefix: "burst"}, ispConf(1, 1))
+	r.mustRun()
+	errs := make(chan error, 20)
+	for i := 0; i < 20; i++ {
+		verdict := []string{"down", "up"}[i%2]
+		go func() {
+			out, err := r.run(verdict, "ISP2")
+			if err != nil {
+				err = fmt.Errorf("%v: %s", err, out)
+			}
+			errs <- err
+		}()
+	}
+	for i := 0; i < 20; i++ {
+		if err := <-errs; err != nil {
+			t.Errorf("concurrent rebuild failed: %v", err)
+		}
+	}
+	rules := r.sh("router", "ip", "-4", "rule")
+	seen := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(rules), "\n") {
+		if seen[line] {
+			t.Errorf("duplicate rule after a burst: %s", line)
+		}
+		seen[line] = true
+	}
+	// The state reached is the plan for the last recorded verdict: one
+	// more rebuild with the same facts changes nothing.
+	if out := r.mustRun("-v"); strings.Contains(out, "iptables-restore") || strings.Contains(out, "ip rule add") || strings.Contains(out, "ip rule del") {
+		t.Errorf("state after the burst is not the plan's:\n%s", out)
+	}
+}
+
+// TestFlushClearsOthers: -f empties the built-in chains and deletes other
+// software's chains, as the original's --flush did, and keeps policies.
+func TestFlushClearsOthers(t *testing.T) {
+	r := newRouter(t, lab.Options{Prefix: "flush"}, ispConf(1, 1))
+	r.sh("router", "iptables", "-N", "OLDFW")
+	r.sh("router", "iptables", "-A", "INPUT", "-j", "OLDFW")
+	r.sh("router", "iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "wan1", "-j", "SNAT", "--to-source", "100.64.1.2")
+	r.mustRun("-f")
+	save := r.sh("router", "iptables-save")
+	for _, gone := range []string{"OLDFW", "--to-source 100.64.1.2"} {
+		if strings.Contains(save, gone) {
+			t.Errorf("-f left %q:\n%s", gone, save)
+		}
+	}
+	for _, kept := range []string{"-A INPUT -j ISPB-INPUT", "-A POSTROUTING -j ISPB-POSTROUTING"} {
+		if !strings.Contains(save, kept) {
+			t.Errorf("-f lost our own %q", kept)
+		}
+	}
+	r.sh("router", "iptables", "-N", "LATER")
+	r.mustRun("stop", "-f")
+	if save := r.sh("router", "iptables-save"); strings.Contains(save, "LATER") || strings.Contains(save, "ISPB-") {
+		t.Errorf("stop -f left chains:\n%s", save)
 	}
 }
