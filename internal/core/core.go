@@ -212,9 +212,20 @@ func Rebuild(ctx context.Context, opts Options, up UpSet, flushOthers bool) (Fac
 // failed rebuild leaves the recorded states as they were.
 func recordVerdicts(dir string, cfg *config.Config, up UpSet) error {
 	if up.Event != nil {
-		return state.Write(dir, up.Event.Service, up.Event.Verdict)
+		if err := state.Write(dir, up.Event.Service, up.Event.Verdict); err != nil {
+			return err
+		}
 	}
 	if up.Only == nil {
+		// ISPs without a state file were treated as up; say so, so that
+		// status and the next run agree with what was applied.
+		for _, s := range cfg.ISPs() {
+			if v, err := state.Read(dir, s.Name); err == nil && v == state.Unknown {
+				if err := state.Write(dir, s.Name, state.Up); err != nil {
+					return err
+				}
+			}
+		}
 		return nil
 	}
 	on := map[string]bool{}
