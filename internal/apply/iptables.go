@@ -6,7 +6,9 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	kn "github.com/ispbalance/ispbalance/internal/kernelnames"
@@ -267,6 +269,10 @@ func (n Netfilter) restore(ctx context.Context, input string, noflush bool) erro
 	return nil
 }
 
+// restoreErrorLine finds the input line iptables-restore blames: legacy
+// says "line 3 failed", nf_tables "Error occurred at line: 3".
+var restoreErrorLine = regexp.MustCompile(`line:? (\d+)`)
+
 // RestoreError is a failed iptables-restore run. Its message quotes the
 // lines around the one iptables-restore complained about.
 type RestoreError struct {
@@ -278,8 +284,8 @@ type RestoreError struct {
 func (e *RestoreError) Error() string {
 	msg := fmt.Sprintf("iptables-restore failed: %v: %s", e.Err, e.Stderr)
 	var line int
-	if i := strings.Index(e.Stderr, "line "); i >= 0 {
-		fmt.Sscanf(e.Stderr[i+5:], "%d", &line)
+	if m := restoreErrorLine.FindStringSubmatch(e.Stderr); m != nil {
+		line, _ = strconv.Atoi(m[1])
 	}
 	lines := strings.Split(e.Input, "\n")
 	if line > 0 && line <= len(lines) {
