@@ -130,11 +130,11 @@ func Run(ctx context.Context, env Env) int {
 	}
 	switch {
 	case *f.status:
-		rows, err := core.Status(opts)
+		report, err := core.Status(opts)
 		if err != nil {
 			return fail(err)
 		}
-		if err := render.Status(env.Stdout, rows); err != nil {
+		if err := render.Status(env.Stdout, report); err != nil {
 			return fail(err)
 		}
 		return 0

@@ -263,17 +263,20 @@ func Stop(ctx context.Context, opts Options, flushOthers bool) error {
 // Status reports each service: recorded verdict, whether it carries new
 // connections now (read from the kernel's balance table), and what
 // discovery found.
-func Status(opts Options) ([]render.StatusRow, error) {
+func Status(opts Options) (render.StatusReport, error) {
 	opts.fill()
+	var report render.StatusReport
 	f, err := Gather(opts, UpSet{})
 	if err != nil {
-		return nil, err
+		return report, err
 	}
 	live, err := apply.BalancedDevices()
 	if err != nil {
-		return nil, err
+		return report, err
 	}
-	var rows []render.StatusRow
+	if report.Firewall, err = apply.FirewallStatus(f.Plan.Firewall); err != nil {
+		return report, err
+	}
 	for _, s := range f.Config.Services {
 		l := f.Links[s.Device]
 		row := render.StatusRow{Service: s.Name, Device: s.Device, Role: string(s.Role),
@@ -281,7 +284,7 @@ func Status(opts Options) ([]render.StatusRow, error) {
 		if s.Role == config.RoleISP {
 			v, err := state.Read(opts.StateDir, s.Name)
 			if err != nil {
-				return nil, err
+				return report, err
 			}
 			row.State = string(v)
 			if v == state.Unknown {
@@ -294,7 +297,7 @@ func Status(opts Options) ([]render.StatusRow, error) {
 				row.State = "absent"
 			}
 		}
-		rows = append(rows, row)
+		report.Rows = append(report.Rows, row)
 	}
-	return rows, nil
+	return report, nil
 }

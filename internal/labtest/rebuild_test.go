@@ -39,7 +39,7 @@ func TestFailoverMode(t *testing.T) {
 		t.Errorf("after `up DSL`: connections per ISP %v, want all via DSL", c)
 	}
 	st := r.mustRun("-s")
-	for _, want := range []string{"CABLE", "down", "DSL", "up", "yes"} {
+	for _, want := range []string{"CABLE", "down", "DSL", "up", "yes", "Firewall: installed"} {
 		if !strings.Contains(st, want) {
 			t.Errorf("status lacks %q:\n%s", want, st)
 		}

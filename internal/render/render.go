@@ -222,9 +222,18 @@ type StatusRow struct {
 	Problem     string
 }
 
+// StatusReport is everything -s shows.
+type StatusReport struct {
+	Rows []StatusRow
+	// Firewall says whether ispbalance's firewall is in place.
+	Firewall string
+}
+
 // Status writes the status table: the original's Service, Device, State
-// and Routing columns, then what discovery found.
-func Status(w io.Writer, rows []StatusRow) error {
+// and Routing columns, then what discovery found, then the firewall.
+func Status(w io.Writer, report StatusReport) error {
+	rows := report.Rows
+	defer fmt.Fprintf(w, "Firewall: %s\n", report.Firewall)
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "Service\tDevice\tRole\tState\tRouting\tAddress\tGateway")
 	for _, r := range rows {
