@@ -1,0 +1,72 @@
+// Package rules turns the user's rule files — the balance/routes,
+// balance/firewall, balance/pre-run and balance/post-run directories
+// beside balance.conf — into plain values for the planner: iptables rules,
+// `ip route` and `ip rule` commands, forced routes, and the argv lists of
+// other commands to run before or after the plan is applied.
+//
+// It never runs or applies anything. Reading the four directories
+// (ReadDir) is its only I/O; parsing, expansion against the interface
+// facts (Expand) and translation of the original's Perl rule files
+// (Migrate) are pure.
+//
+// # Rule file syntax
+//
+// One command per line; `#` starts a comment at the beginning of a word,
+// blank lines are ignored. A line is split into words like a POSIX shell
+// would (single quotes, double quotes, backslash) but is never given to a
+// shell, so anything a shell would treat specially outside quotes — `|`,
+// `&`, `;`, `<`, `>`, `(`, `)`, backquotes, `$(`, and `$NAME` variables —
+// is an error rather than a surprise. Glob characters are left as they
+// are. A line cannot continue onto the next one.
+//
+// Placeholders `${SERVICE.FIELD}` name a service of balance.conf and one of
+// the fields dev, ip, gw, net, fwmark, table and weight. `${:lan.FIELD}` and
+// `${:isp.FIELD}` repeat the line once per LAN or ISP service, in name
+// order. Placeholders of the same group on one line refer to the same
+// service (they advance together); placeholders of different groups give
+// every combination, outer loop first in the order the groups first
+// appear, so `-i ${:lan.dev} -o ${:isp.dev}` yields one rule per LAN and
+// ISP pair. Placeholders are expanded outside quotes and inside double
+// quotes, never inside single quotes.
+//
+// A line whose named service is absent (no device or address) or down is
+// skipped, and so is the repetition of a group line for such a service;
+// each skip is reported as a Note, because the rebuild after the service
+// comes back will include it. An unknown service, or a field that the
+// service's role does not have (a LAN has no gw, fwmark, table or weight),
+// is an error.
+//
+// # What becomes of a line
+//
+// In routes/ and firewall/, `iptables` (also `iptables-legacy` and
+// `iptables-nft`), `ip route` and `ip rule` lines join the planner's
+// atomic plan. Everything else, and every line of pre-run/ and post-run/
+// that is not a directive, is a command: pre-run commands run before the
+// plan is applied, all others after it, in file order (routes/, firewall/,
+// then post-run/). `ip` with global options other than -4 (`ip -6`, `ip -n
+// NS`) is a command too, since it is not about ispbalance's IPv4 tables.
+//
+// The planner owns the firewall's policies and built-in chains, so an
+// iptables line may only append, insert or delete rules (-A, -I, -D),
+// create a chain of its own (-N), or flush or delete such a chain (-F,
+// -X); chains named with ispbalance's prefix are off limits, and -w is
+// dropped because a transaction takes no lock option. `ip route` may add,
+// replace, append or del; `ip rule` may add or del.
+//
+// Directives may appear in any rule file and always join the plan:
+//
+//	forward PORT HOST[:PORT] [tcp|udp]...
+//	forward-with-snat PORT HOST[:PORT] [tcp|udp]...
+//	force-route SERVICE|DEVICE [SELECTORS...]
+//	add-route CIDR DEVICE [masquerade]
+//	firewall-rule CHAIN TABLE|- ARGS...
+//
+// forward, forward-with-snat and add-route act on every ISP and LAN
+// that is present, whether or not the monitor calls it up: inbound
+// connections can still arrive on an ISP whose probes fail, and keeping
+// these rules steady avoids churn on every up/down event. force-route
+// applies only while its ISP is up; while it is down its connections are
+// balanced like any other, and a Note says so. A directive's iptables
+// rules are appended to the built-in chains it names; where user rules sit
+// among ispbalance's own is the planner's decision.
+package rules

@@ -1,0 +1,242 @@
+package rules
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// File is a parsed rule file. Its lines are checked but not expanded.
+type File struct {
+	Path  string
+	Kind  Kind
+	Lines []Line
+}
+
+// Line is one rule line that has words.
+type Line struct {
+	Pos  Pos
+	Text string // as written, without surrounding white space
+	kind lineKind
+	// words[0] is always literal: the program or directive name.
+	words []word
+}
+
+// lineKind says where a line's result goes.
+type lineKind int
+
+const (
+	lkCommand lineKind = iota
+	lkIPTables
+	lkIP
+	lkForward
+	lkForwardSNAT
+	lkForceRoute
+	lkAddRoute
+	lkFirewallRule
+)
+
+var directives = map[string]lineKind{
+	dirForward:      lkForward,
+	dirForwardSNAT:  lkForwardSNAT,
+	dirForceRoute:   lkForceRoute,
+	dirAddRoute:     lkAddRoute,
+	dirFirewallRule: lkFirewallRule,
+}
+
+// ReadDir reads the four rule directories under balanceDir (the balance/
+// directory beside balance.conf) in rebuild order — pre-run, routes,
+// firewall, post-run — and each directory's files in byte order of their
+// names. A missing directory is empty. Hidden files and backup or editor
+// leftovers (names ending in ~, .bak or .swp, starting with #, or with a
+// .dpkg-* or .rpm* suffix) are skipped silently, as run-parts would;
+// Perl files and anything that is not a regular file are skipped with a
+// note. On error, files is nil; the error lists every bad line of every
+// file.
+func ReadDir(balanceDir string) (files []File, notes []Note, err error) {
+	var errs []error
+	for _, k := range kinds {
+		dir := filepath.Join(balanceDir, k.String())
+		entries, err := os.ReadDir(dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, notes, fmt.Errorf("read rule directory: %w", err)
+		}
+		for _, e := range entries {
+			name := e.Name()
+			if leftover(name) {
+				continue
+			}
+			path := filepath.Join(dir, name)
+			if strings.HasSuffix(name, ".pl") {
+				notes = append(notes, Note{Pos{File: path}, "Perl rule files are no longer run; translate it with migrate and remove it"})
+				continue
+			}
+			// Stat, not the entry's type, so that a symlink to a file
+			// counts as a file.
+			fi, err := os.Stat(path)
+			if err != nil {
+				return nil, notes, fmt.Errorf("read rule file: %w", err)
+			}
+			if !fi.Mode().IsRegular() {
+				notes = append(notes, Note{Pos{File: path}, "not a regular file; skipped"})
+				continue
+			}
+			src, err := os.ReadFile(path)
+			if err != nil {
+				return nil, notes, fmt.Errorf("read rule file: %w", err)
+			}
+			f, err := ParseFile(path, k, src)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			files = append(files, f)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, notes, errors.Join(errs...)
+	}
+	return files, notes, nil
+}
+
+// leftover reports whether name is a hidden file or a backup, editor or
+// package-manager leftover.
+func leftover(name string) bool {
+	if strings.HasPrefix(name, ".") || strings.HasPrefix(name, "#") ||
+		strings.HasSuffix(name, "~") || strings.HasSuffix(name, ".bak") ||
+		strings.HasSuffix(name, ".swp") || strings.Contains(name, ".dpkg-") {
+		return true
+	}
+	// .rpmnew, .rpmsave, .rpmorig and whatever rpm names next.
+	if i := strings.LastIndex(name, ".rpm"); i >= 0 {
+		return strings.IndexFunc(name[i+4:], func(r rune) bool { return r < 'a' || r > 'z' }) < 0
+	}
+	return false
+}
+
+// ParseFile parses one rule file of the given kind. It checks everything
+// that does not depend on the interface facts, with sample values in
+// place of placeholders, so a mistake is reported even while the service
+// it names is down. The error joins an *Error for each bad line.
+func ParseFile(path string, kind Kind, src []byte) (File, error) {
+	f := File{Path: path, Kind: kind}
+	var errs []error
+	for i, text := range strings.Split(string(src), "\n") {
+		pos := Pos{File: path, Line: i + 1}
+		text = strings.TrimSpace(strings.TrimSuffix(text, "\r"))
+		l, err := parseLine(pos, kind, text)
+		if err != nil {
+			errs = append(errs, &Error{Pos: pos, Err: err})
+			continue
+		}
+		if len(l.words) > 0 {
+			f.Lines = append(f.Lines, l)
+		}
+	}
+	if len(errs) > 0 {
+		return File{}, errors.Join(errs...)
+	}
+	return f, nil
+}
+
+func parseLine(pos Pos, kind Kind, text string) (Line, error) {
+	words, err := split(text)
+	if err != nil || len(words) == 0 {
+		return Line{}, err
+	}
+	lk, err := classify(kind, words)
+	if err != nil {
+		return Line{}, err
+	}
+	if err := checkLine(lk, renderWords(words, sampleValue)); err != nil {
+		return Line{}, err
+	}
+	return Line{Pos: pos, Text: text, kind: lk, words: words}, nil
+}
+
+// classify decides what a line is from its literal leading words.
+func classify(kind Kind, words []word) (lineKind, error) {
+	name, ok := words[0].literal()
+	if !ok {
+		return 0, errors.New("a line must start with a command or directive, not a placeholder")
+	}
+	if lk, ok := directives[name]; ok {
+		return lk, nil
+	}
+	if kind != Routes && kind != Firewall {
+		return lkCommand, nil
+	}
+	switch filepath.Base(name) {
+	case "iptables", "iptables-legacy", "iptables-nft":
+		return lkIPTables, nil
+	case "ip":
+		var lead []string
+		for _, w := range words[1:min(len(words), 4)] {
+			s, ok := w.literal()
+			if !ok {
+				break
+			}
+			lead = append(lead, s)
+		}
+		if _, _, ok := ipObject(lead); ok {
+			return lkIP, nil
+		}
+	}
+	return lkCommand, nil
+}
+
+// checkLine validates an expanded line of kind lk.
+func checkLine(lk lineKind, argv []string) error {
+	args := argv[1:]
+	var err error
+	switch lk {
+	case lkIPTables:
+		_, err = parseIPTables(args)
+	case lkIP:
+		_, _, err = parseIP(args)
+	case lkForward, lkForwardSNAT:
+		_, err = parseForward(argv[0], args)
+	case lkForceRoute:
+		_, err = parseForceRoute(args)
+	case lkAddRoute:
+		_, err = parseAddRoute(args)
+	case lkFirewallRule:
+		_, err = parseFirewallRule(args)
+	}
+	return err
+}
+
+func renderWords(words []word, value func(placeholder) string) []string {
+	argv := make([]string, len(words))
+	for i, w := range words {
+		argv[i] = w.render(value)
+	}
+	return argv
+}
+
+// sampleValue stands in for a field while no facts are known. Each sample
+// has the shape of real values, so a line that checks out with samples
+// checks out with the real ones.
+func sampleValue(p placeholder) string {
+	switch p.field {
+	case "dev":
+		return "eth0"
+	case "ip":
+		return "192.0.2.1"
+	case "gw":
+		return "192.0.2.254"
+	case "net":
+		return "192.0.2.0/24"
+	case "fwmark":
+		return "0x1000000/0x3f000000"
+	case "table":
+		return "4201"
+	}
+	return "1"
+}
