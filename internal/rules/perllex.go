@@ -45,7 +45,6 @@ func (t ptok) valueLike() bool {
 
 var perlPuncts = []string{"->", "=>", "=~", "!~", "==", "!=", "<=", ">=", "&&", "||", "::", "..", "**", "<<", ">>", "++", "--", "+=", "-=", ".="}
 
-
 func lexPerl(src string) []ptok {
 	var (
 		toks      []ptok
