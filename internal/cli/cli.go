@@ -12,7 +12,6 @@ import (
 
 	"github.com/ispbalance/ispbalance/internal/core"
 	"github.com/ispbalance/ispbalance/internal/detect"
-	"github.com/ispbalance/ispbalance/internal/render"
 	"github.com/ispbalance/ispbalance/internal/state"
 )
 
@@ -29,6 +28,8 @@ const usage = `Usage:
   ifup-balance [options] up|down|long_down SERVICE [LSM-ARGS ...]
                                          record one ISP's state and rebuild
   ifup-balance [options] stop            remove everything ispbalance installed
+  ifup-balance [options] monitor [--lsm-config FILE]
+                                         run the link monitor in the foreground
 
 Options:
   -c FILE       configuration file (also $ISPBALANCE_CONFIG); default by layout:
@@ -36,17 +37,21 @@ Options:
                 else /etc/balance.conf
   -d            print the plan as commands and change nothing (works as any user)
   -v            echo every change to stderr
-  -s            print the status table
+  -s            print the status table (with --json: as JSON)
+  -k            stop the running link monitor
+  --no-monitor  rebuild only; do not start the link monitor
   -f, --flush   also clear other software's rules in the built-in chains and its chains
   -V            print the version
   -h            this help
   --root DIR    treat DIR as / when looking for the configuration and lease files
   --state-dir DIR  where <SERVICE>.state files live (default /var/lib/lsm)
+  --run-dir DIR    locks, monitor pid and status (default /run/ispbalance)
+  --lsm-config FILE  with monitor: also read this foolsm configuration
 `
 
 type flags struct {
-	configPath, root, stateDir                            *string
-	dry, verbose, status, flush, flushLong, version, help *bool
+	configPath, root, stateDir, runDir, lsmConfig                                  *string
+	dry, verbose, status, flush, flushLong, version, help, kill, noMonitor, asJSON *bool
 }
 
 func newFlags() (*flag.FlagSet, flags) {
@@ -56,6 +61,11 @@ func newFlags() (*flag.FlagSet, flags) {
 		configPath: fs.String("c", "", ""),
 		root:       fs.String("root", "", ""),
 		stateDir:   fs.String("state-dir", "", ""),
+		runDir:     fs.String("run-dir", "", ""),
+		lsmConfig:  fs.String("lsm-config", "", ""),
+		kill:       fs.Bool("k", false, ""),
+		noMonitor:  fs.Bool("no-monitor", false, ""),
+		asJSON:     fs.Bool("json", false, ""),
 		dry:        fs.Bool("d", false, ""),
 		verbose:    fs.Bool("v", false, ""),
 		status:     fs.Bool("s", false, ""),
@@ -107,6 +117,7 @@ func Run(ctx context.Context, env Env) int {
 	opts := core.Options{
 		ConfigPath: *f.configPath,
 		StateDir:   *f.stateDir,
+		RunDir:     *f.runDir,
 		LeaseRoot:  *f.root,
 		Log:        slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: level})).With("component", "ifup-balance"),
 	}
@@ -119,6 +130,20 @@ func Run(ctx context.Context, env Env) int {
 	if opts.StateDir == "" && *f.root != "" {
 		opts.StateDir = *f.root + state.DefaultDir
 	}
+	if opts.RunDir == "" {
+		opts.RunDir = core.DefaultRunDir
+		if *f.root != "" {
+			opts.RunDir = *f.root + core.DefaultRunDir
+		}
+	}
+	if opts.StateDir == "" {
+		opts.StateDir = state.DefaultDir
+	}
+	// What a monitor started from here needs to find the same router.
+	monitorArgs := []string{"-c", opts.ConfigPath, "--state-dir", opts.StateDir, "--run-dir", opts.RunDir}
+	if *f.root != "" {
+		monitorArgs = append(monitorArgs, "--root", *f.root)
+	}
 	if *f.verbose {
 		opts.Echo = env.Stderr
 	}
@@ -129,17 +154,21 @@ func Run(ctx context.Context, env Env) int {
 		return 2
 	}
 	switch {
-	case *f.status:
-		report, err := core.Status(opts)
-		if err != nil {
+	case *f.kill:
+		if err := killMonitor(opts.RunDir); err != nil {
 			return fail(err)
 		}
-		if err := render.Status(env.Stdout, report); err != nil {
+		return 0
+	case *f.status:
+		if err := printStatus(env, opts, *f.asJSON); err != nil {
 			return fail(err)
 		}
 		return 0
 	case *f.dry && command == "stop":
 		fmt.Fprintln(env.Stdout, "# stop would remove ispbalance's rules (priorities 9000-9999), routes in tables 4200-4263, ISPB- chains and the jumps to them")
+		return 0
+	case *f.dry && command == "monitor":
+		fmt.Fprintln(env.Stdout, "# -d never starts or touches the monitor")
 		return 0
 	case *f.dry:
 		if err := core.DryRun(env.Stdout, opts, up); err != nil {
@@ -151,9 +180,18 @@ func Run(ctx context.Context, env Env) int {
 			return fail(err)
 		}
 		return 0
+	case command == "monitor":
+		return runMonitor(ctx, env, opts, *f.lsmConfig)
 	}
 	if _, err := core.Rebuild(ctx, opts, up, *f.flush || *f.flushLong); err != nil {
 		return fail(err)
+	}
+	// A plain run restarts monitoring, as the original did; naming ISPs
+	// or passing an lsm event leaves the monitor as it is.
+	if up.Only == nil && up.Event == nil && !*f.noMonitor {
+		if err := ensureMonitor(monitorArgs, opts.RunDir); err != nil {
+			return fail(fmt.Errorf("rebuilt, but the monitor did not start: %w", err))
+		}
 	}
 	return 0
 }
@@ -186,6 +224,11 @@ func parsePositional(args []string) (core.UpSet, string, error) {
 		return core.UpSet{}, "", nil
 	}
 	switch args[0] {
+	case "monitor":
+		if len(args) > 1 {
+			return core.UpSet{}, "", fmt.Errorf("monitor takes no arguments, got %q", strings.Join(args[1:], " "))
+		}
+		return core.UpSet{}, "monitor", nil
 	case "stop":
 		if len(args) > 1 {
 			return core.UpSet{}, "", fmt.Errorf("stop takes no arguments, got %q", strings.Join(args[1:], " "))

@@ -79,6 +79,10 @@ type Config struct {
 	// InternetSSH opens ssh to the router from the Internet (rate-limited),
 	// as the original's documentation promises.
 	InternetSSH bool
+	// FlushConntrack deletes the tracked connections of an ISP that goes
+	// down, so LAN clients reconnect via a live ISP (flush_conntrack=never
+	// turns it off).
+	FlushConntrack bool
 	// MonitorOptions are passed to the link monitor.
 	MonitorOptions []Option
 }
@@ -145,7 +149,7 @@ var settingName = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
 
 // Parse reads balance.conf from r; name is used in error messages.
 func Parse(name string, r io.Reader) (*Config, error) {
-	c := &Config{Path: name, Mode: Balanced, InternetSSH: true}
+	c := &Config{Path: name, Mode: Balanced, InternetSSH: true, FlushConntrack: true}
 	var rawGroups []rawGroup
 	seenSetting := map[string]int{}
 	sc := bufio.NewScanner(r)
@@ -194,6 +198,19 @@ func Parse(name string, r io.Reader) (*Config, error) {
 					return nil, fail("internet_ssh: %v", err)
 				}
 				c.InternetSSH = b
+			case "flush_conntrack":
+				if prev, dup := seenSetting[key]; dup {
+					return nil, fail("flush_conntrack is set again (first at line %d)", prev)
+				}
+				seenSetting[key] = lineNo
+				switch value {
+				case "on-down", "yes":
+					c.FlushConntrack = true
+				case "never", "no":
+					c.FlushConntrack = false
+				default:
+					return nil, fail("flush_conntrack must be on-down or never, not %q", value)
+				}
 			default:
 				if !settingName.MatchString(key) {
 					return nil, fail("%q is not a setting name", key)

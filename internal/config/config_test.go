@@ -41,7 +41,8 @@ func TestParseSample(t *testing.T) {
 			{Members: []string{"LAN", "CABLE", "DSL"}, Line: 8},
 			{Members: []string{"DMZ", "CABLE"}, Line: 9},
 		},
-		InternetSSH: false,
+		InternetSSH:    false,
+		FlushConntrack: true,
 		MonitorOptions: []Option{
 			{Name: "interval_ms", Value: "500", File: "balance.conf", Line: 11},
 			{Name: "warn_email", Value: "root@localhost", File: "balance.conf", Line: 12},
@@ -97,6 +98,7 @@ func TestParseErrors(t *testing.T) {
 		{"lan weight", "L eth0 lan default 3\n", 1, "isp services only"},
 		{"bad ssh switch", "internet_ssh=maybe\n", 1, "is not yes or no"},
 		{"bad setting name", "Foo-Bar=1\n", 1, "is not a setting name"},
+		{"bad flush", "flush_conntrack=sometimes\n", 1, "flush_conntrack must be on-down or never"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

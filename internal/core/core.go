@@ -11,6 +11,7 @@ import (
 	"github.com/ispbalance/ispbalance/internal/apply"
 	"github.com/ispbalance/ispbalance/internal/config"
 	"github.com/ispbalance/ispbalance/internal/detect"
+	"github.com/ispbalance/ispbalance/internal/lsm"
 	"github.com/ispbalance/ispbalance/internal/plan"
 	"github.com/ispbalance/ispbalance/internal/render"
 	"github.com/ispbalance/ispbalance/internal/state"
@@ -21,7 +22,10 @@ type Options struct {
 	ConfigPath string
 	// StateDir holds <SERVICE>.state files (default /var/lib/lsm).
 	StateDir string
-	// LockPath serialises rebuilds (default /run/ispbalance.lock).
+	// RunDir holds the rebuild lock, the monitor's pid file and its status
+	// snapshot (default /run/ispbalance).
+	RunDir string
+	// LockPath serialises rebuilds (default RunDir/rebuild.lock).
 	LockPath string
 	// LeaseRoot prefixes DHCP lease directories ("" in production).
 	LeaseRoot string
@@ -30,8 +34,8 @@ type Options struct {
 	Log  *slog.Logger
 }
 
-// DefaultLockPath is the lock every rebuild takes.
-const DefaultLockPath = "/run/ispbalance.lock"
+// DefaultRunDir holds runtime files: locks, pid file, monitor status.
+const DefaultRunDir = "/run/ispbalance"
 
 // lockTimeout is the original's wait for a concurrent run.
 const lockTimeout = 30 * time.Second
@@ -40,8 +44,11 @@ func (o *Options) fill() {
 	if o.StateDir == "" {
 		o.StateDir = state.DefaultDir
 	}
+	if o.RunDir == "" {
+		o.RunDir = DefaultRunDir
+	}
 	if o.LockPath == "" {
-		o.LockPath = DefaultLockPath
+		o.LockPath = filepath.Join(o.RunDir, "rebuild.lock")
 	}
 	if o.Log == nil {
 		o.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -83,6 +90,12 @@ func Gather(opts Options, up UpSet) (Facts, error) {
 		return f, err
 	}
 	f.Config = cfg
+	// Monitor options are checked on every run, so a typing error in
+	// balance.conf is reported by the command that reads it, not only by
+	// the monitor later.
+	if _, err := lsm.DefaultsFromOptions(lsmOptions(cfg)); err != nil {
+		return f, err
+	}
 	if err := checkUpSet(cfg, up); err != nil {
 		return f, err
 	}

@@ -91,9 +91,14 @@ func (r *router) writeConf(conf string) {
 	}
 }
 
-// run runs ifup-balance in the router namespace.
+// runDir keeps this router's locks and monitor files apart from other
+// labs' and from the machine's own.
+func (r *router) runDir() string { return filepath.Join(r.dir, "run") }
+
+// run runs ifup-balance in the router namespace, without starting the
+// monitor (tests of the monitor start it themselves).
 func (r *router) run(args ...string) (string, error) {
-	full := append([]string{"-c", r.conf, "--state-dir", r.stateDir}, args...)
+	full := append([]string{"-c", r.conf, "--state-dir", r.stateDir, "--run-dir", r.runDir(), "--no-monitor"}, args...)
 	out, err := r.lab.Exec("router", append([]string{binary}, full...)...)
 	return string(out), err
 }

@@ -266,7 +266,7 @@ func TestFailedApplyRollsBack(t *testing.T) {
 	if err := os.WriteFile(fake+"/iptables-restore", []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	out, err := r.lab.Exec("router", "env", "PATH="+fake+":"+os.Getenv("PATH"), binary, "-c", r.conf, "--state-dir", r.stateDir, "down", "ISP2")
+	out, err := r.lab.Exec("router", "env", "PATH="+fake+":"+os.Getenv("PATH"), binary, "-c", r.conf, "--state-dir", r.stateDir, "--run-dir", r.runDir(), "down", "ISP2")
 	if err == nil {
 		t.Fatalf("apply with a failing iptables-restore succeeded: %s", out)
 	}
@@ -291,7 +291,7 @@ func TestDryRunAsUser(t *testing.T) {
 	}
 	before := r.kernelState()
 	out, err := r.lab.Exec("router", "setpriv", "--reuid", nobody.Uid, "--regid", nobody.Gid, "--clear-groups",
-		binary, "-d", "-c", r.conf, "--state-dir", r.stateDir)
+		binary, "-d", "-c", r.conf, "--state-dir", r.stateDir, "--run-dir", r.runDir())
 	if err != nil {
 		t.Fatalf("-d as nobody: %v\n%s", err, out)
 	}
@@ -309,8 +309,10 @@ func TestDryRunAsUser(t *testing.T) {
 	if after := r.kernelState(); after != before {
 		t.Errorf("-d changed the kernel state")
 	}
-	if _, err := os.Stat(r.stateDir); err == nil {
-		t.Errorf("-d created the state directory")
+	for _, dir := range []string{r.stateDir, r.runDir()} {
+		if _, err := os.Stat(dir); err == nil {
+			t.Errorf("-d created %s", dir)
+		}
 	}
 }
 

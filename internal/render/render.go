@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	kn "github.com/ispbalance/ispbalance/internal/kernelnames"
 	"github.com/ispbalance/ispbalance/internal/plan"
@@ -210,30 +211,59 @@ func Script(w io.Writer, p plan.Plan) error {
 
 // StatusRow is one line of the status table.
 type StatusRow struct {
-	Service, Device, Role string
+	Service string `json:"service"`
+	Device  string `json:"device"`
+	Role    string `json:"role"`
 	// State is the recorded verdict for an ISP (up, down, long_down,
 	// unknown), or up/absent for a LAN.
-	State string
+	State string `json:"state"`
 	// Routing says whether the ISP carries new connections now.
-	Routing     bool
-	Addr        netip.Prefix
-	Gateway     netip.Addr
-	GatewayFrom string
-	Problem     string
+	Routing     bool         `json:"routing"`
+	Addr        netip.Prefix `json:"address"`
+	Gateway     netip.Addr   `json:"gateway"`
+	GatewayFrom string       `json:"gateway_from,omitempty"`
+	Problem     string       `json:"problem,omitempty"`
+}
+
+// MonitorStatus is the running monitor's view.
+type MonitorStatus struct {
+	PID     int          `json:"pid"`
+	Started time.Time    `json:"started"`
+	ISPs    []MonitorISP `json:"isps"`
+}
+
+// MonitorISP is one ISP as the monitor sees it.
+type MonitorISP struct {
+	Service     string          `json:"service"`
+	State       string          `json:"state"`
+	Since       time.Time       `json:"since"`
+	Probing     bool            `json:"probing"`
+	LossPercent float64         `json:"loss_percent"`
+	AvgRTTms    float64         `json:"avg_rtt_ms"`
+	Targets     []MonitorTarget `json:"targets"`
+	Warning     string          `json:"warning,omitempty"`
+}
+
+// MonitorTarget is one probe target's latest result.
+type MonitorTarget struct {
+	Addr string `json:"addr"`
+	Last string `json:"last"`
 }
 
 // StatusReport is everything -s shows.
 type StatusReport struct {
-	Rows []StatusRow
+	Rows []StatusRow `json:"services"`
 	// Firewall says whether ispbalance's firewall is in place.
-	Firewall string
+	Firewall string `json:"firewall"`
+	// Monitor is nil when no monitor runs.
+	Monitor *MonitorStatus `json:"monitor"`
 }
 
 // Status writes the status table: the original's Service, Device, State
 // and Routing columns, then what discovery found, then the firewall.
 func Status(w io.Writer, report StatusReport) error {
 	rows := report.Rows
-	defer fmt.Fprintf(w, "Firewall: %s\n", report.Firewall)
+	defer writeMonitor(w, report)
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "Service\tDevice\tRole\tState\tRouting\tAddress\tGateway")
 	for _, r := range rows {
@@ -259,4 +289,36 @@ func Status(w io.Writer, report StatusReport) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Service, r.Device, r.Role, r.State, routing, addr, gw)
 	}
 	return tw.Flush()
+}
+
+func writeMonitor(w io.Writer, report StatusReport) {
+	fmt.Fprintf(w, "Firewall: %s\n", report.Firewall)
+	m := report.Monitor
+	if m == nil {
+		fmt.Fprintln(w, "Monitor: not running")
+		return
+	}
+	fmt.Fprintf(w, "Monitor: running (pid %d)\n", m.PID)
+	if len(m.ISPs) == 0 {
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "  ISP\tMonitor state\tSince\tLoss\tAvg RTT\tTargets")
+	for _, is := range m.ISPs {
+		var targets []string
+		for _, t := range is.Targets {
+			targets = append(targets, t.Addr+": "+t.Last)
+		}
+		since := "-"
+		if !is.Since.IsZero() {
+			since = is.Since.Format("2006-01-02 15:04:05")
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%.0f %%\t%.1f ms\t%s\n", is.Service, is.State, since, is.LossPercent, is.AvgRTTms, strings.Join(targets, ", "))
+	}
+	tw.Flush()
+	for _, is := range m.ISPs {
+		if is.Warning != "" {
+			fmt.Fprintf(w, "  warning: %s: %s\n", is.Service, is.Warning)
+		}
+	}
 }

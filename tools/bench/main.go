@@ -86,7 +86,7 @@ func measure(bin, dir string, isps, rounds int) (result, error) {
 	rebuild := func(args ...string) (time.Duration, error) {
 		var took time.Duration
 		err := l.Do("router", func() error {
-			cmd := exec.Command(bin, append([]string{"-c", conf, "--state-dir", stateDir}, args...)...)
+			cmd := exec.Command(bin, append([]string{"-c", conf, "--state-dir", stateDir, "--run-dir", stateDir + "-run", "--no-monitor"}, args...)...)
 			start := time.Now()
 			out, err := cmd.CombinedOutput()
 			took = time.Since(start)

@@ -66,7 +66,7 @@ func run() error {
 
 	ifupBalance := func(args ...string) (string, error) {
 		var stdout, stderr bytes.Buffer
-		full := append([]string{"-c", confPath, "--state-dir", filepath.Join(dir, "state")}, args...)
+		full := append([]string{"-c", confPath, "--state-dir", filepath.Join(dir, "state"), "--run-dir", filepath.Join(dir, "run"), "--no-monitor"}, args...)
 		var code int
 		err := l.Do("router", func() error {
 			code = cli.Run(context.Background(), cli.Env{Args: full, Stdout: &stdout, Stderr: &stderr})

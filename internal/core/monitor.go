@@ -1,0 +1,92 @@
+package core
+
+import (
+	"context"
+	"path/filepath"
+
+	"github.com/ispbalance/ispbalance/internal/config"
+	"github.com/ispbalance/ispbalance/internal/lsm"
+	"github.com/ispbalance/ispbalance/internal/monitor"
+)
+
+func lsmOptions(cfg *config.Config) []lsm.Option {
+	var out []lsm.Option
+	for _, o := range cfg.MonitorOptions {
+		out = append(out, lsm.Option{Name: o.Name, Value: o.Value, File: o.File, Line: o.Line})
+	}
+	return out
+}
+
+// MonitorFacts tells the monitor what a rebuild found: which ISPs to
+// probe, through which address and mark, and which devices to watch.
+func MonitorFacts(f Facts) monitor.Facts {
+	var mf monitor.Facts
+	planned := map[string]int{}
+	for i, isp := range f.Plan.ISPs {
+		planned[isp.Name] = i
+	}
+	for _, s := range f.Config.ISPs() {
+		t := monitor.Target{Service: s.Name, Ping: append([]string(nil), s.PingTargets...)}
+		if i, ok := planned[s.Name]; ok {
+			isp := f.Plan.ISPs[i]
+			t.Device, t.Src, t.Mark, t.Gateway = isp.Kernel, isp.Addr.Addr(), isp.Mark, isp.Gateway
+			t.Present, t.Carrier = true, isp.Carrier
+		}
+		mf.Targets = append(mf.Targets, t)
+	}
+	seen := map[string]bool{}
+	for _, l := range f.Links {
+		if l.Kernel != "" && !seen[l.Kernel] {
+			seen[l.Kernel] = true
+			mf.Devices = append(mf.Devices, l.Kernel)
+		}
+	}
+	return mf
+}
+
+// MonitorRebuilder is the monitor's way into the one rebuild path.
+func MonitorRebuilder(opts Options) monitor.Rebuilder {
+	return func(ctx context.Context, reason string) (monitor.Facts, error) {
+		opts.Log.Info("rebuilding", "reason", reason)
+		f, err := Rebuild(ctx, opts, UpSet{}, false)
+		if err != nil {
+			return monitor.Facts{}, err
+		}
+		return MonitorFacts(f), nil
+	}
+}
+
+// MonitorOptions builds the monitor's settings from balance.conf and, when
+// lsmConfig is set, a foolsm configuration file whose connections are
+// matched to services by name.
+func MonitorOptions(opts Options, lsmConfig string) (monitor.Options, error) {
+	opts.fill()
+	cfg, err := config.Load(opts.ConfigPath)
+	if err != nil {
+		return monitor.Options{}, err
+	}
+	def, err := lsm.DefaultsFromOptions(lsmOptions(cfg))
+	if err != nil {
+		return monitor.Options{}, err
+	}
+	mo := monitor.Options{
+		Default:        def,
+		Settings:       map[string]lsm.Settings{},
+		ScriptDir:      filepath.Join(filepath.Dir(opts.ConfigPath), "balance", "lsm"),
+		StateDir:       opts.StateDir,
+		StatusPath:     filepath.Join(opts.RunDir, "monitor.json"),
+		FlushConntrack: cfg.FlushConntrack,
+		Log:            opts.Log,
+	}
+	if lsmConfig != "" {
+		lc, err := lsm.ParseFile(lsmConfig)
+		if err != nil {
+			return monitor.Options{}, err
+		}
+		for _, c := range lc.Connections {
+			mo.Settings[c.Name] = c
+		}
+		mo.Groups = lc.Groups
+	}
+	return mo, nil
+}

@@ -1,0 +1,504 @@
+package monitor
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/ispbalance/ispbalance/internal/lsm"
+	"github.com/ispbalance/ispbalance/internal/probe"
+	"github.com/ispbalance/ispbalance/internal/state"
+)
+
+// Target is one ISP as the latest rebuild saw it.
+type Target struct {
+	Service string
+	Device  string // kernel device name
+	Src     netip.Addr
+	Mark    uint32
+	Gateway netip.Addr
+	// Ping holds the configured probe targets (addresses or host names);
+	// empty means the gateway.
+	Ping    []string
+	Present bool
+	Carrier bool
+}
+
+// Facts is what a rebuild tells the monitor.
+type Facts struct {
+	Targets []Target
+	// Devices are all configured kernel devices, ISPs and LANs: netlink
+	// events about them trigger a rebuild.
+	Devices []string
+}
+
+// Rebuilder runs the core's rebuild path.
+type Rebuilder func(ctx context.Context, reason string) (Facts, error)
+
+// Options configure a Monitor.
+type Options struct {
+	// Settings holds per-service lsm settings; services not in it use
+	// Default.
+	Settings map[string]lsm.Settings
+	Default  lsm.Settings
+	Groups   []lsm.Group
+	// ScriptDir holds up.d/, down.d/ and long_down.d/ (balance/lsm).
+	ScriptDir string
+	StateDir  string
+	// StatusPath receives a JSON snapshot for `ifup-balance -s`.
+	StatusPath string
+	// FlushConntrack deletes the connection-tracking entries of an ISP
+	// that goes down, so its clients reconnect via a live ISP.
+	FlushConntrack bool
+	ScriptTimeout  time.Duration
+	Log            *slog.Logger
+	// Resolve looks up host-name probe targets; nil uses the system resolver.
+	Resolve func(ctx context.Context, host string) ([]netip.Addr, error)
+}
+
+// Control carries requests from signal handlers into the loop.
+type Control struct {
+	// Reload asks for new options (SIGHUP); a nil result or error keeps
+	// the old ones.
+	Reload chan func() (Options, error)
+	// Dump asks for a full per-connection log dump (SIGUSR1).
+	Dump chan struct{}
+}
+
+// resolveEvery is how often host-name targets are looked up again, so a
+// target whose address changes is followed.
+const resolveEvery = 5 * time.Minute
+
+// tick is the scheduling resolution; each link is probed at its own
+// interval on this grid.
+const tick = 20 * time.Millisecond
+
+type targetResult struct {
+	Addr    netip.Addr
+	LastSeq int
+	Replied bool
+	RTT     time.Duration
+	SentAt  time.Time
+}
+
+type link struct {
+	target   Target
+	settings lsm.Settings
+	decider  lsm.Decider
+	state    lsm.LinkState
+	since    time.Time
+	window   *lsm.Window
+	conn     *probe.Conn
+	dsts     []netip.Addr
+	results  map[netip.Addr]*targetResult
+	resolved time.Time
+	nextDue  time.Time
+	warning  string
+	// pending maps an echo sequence number to the window's.
+	pending map[int]int
+}
+
+type reply struct {
+	service string
+	conn    *probe.Conn
+	r       probe.Reply
+}
+
+// Monitor is one running monitor.
+type Monitor struct {
+	opts    Options
+	rebuild Rebuilder
+	log     *slog.Logger
+
+	links   map[string]*link
+	devices map[string]bool
+	groups  map[string]lsm.State
+
+	replies chan reply
+	scripts sync.WaitGroup
+	started time.Time
+}
+
+// New returns a monitor; Run starts it.
+func New(opts Options, rebuild Rebuilder) *Monitor {
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.ScriptTimeout == 0 {
+		opts.ScriptTimeout = 30 * time.Second
+	}
+	if opts.Resolve == nil {
+		opts.Resolve = func(ctx context.Context, host string) ([]netip.Addr, error) {
+			return net.DefaultResolver.LookupNetIP(ctx, "ip4", host)
+		}
+	}
+	return &Monitor{
+		opts: opts, rebuild: rebuild, log: opts.Log.With("component", "monitor"),
+		links: map[string]*link{}, devices: map[string]bool{}, groups: map[string]lsm.State{},
+		replies: make(chan reply, 256),
+	}
+}
+
+func (m *Monitor) settingsFor(service string) lsm.Settings {
+	if s, ok := m.opts.Settings[service]; ok {
+		return s
+	}
+	return m.opts.Default
+}
+
+type rebuildResult struct {
+	facts Facts
+	err   error
+}
+
+// Run probes and reacts until ctx ends. ready is called once the first
+// rebuild is done and probing has started (systemd's readiness).
+func (m *Monitor) Run(ctx context.Context, ctl Control, ready func()) error {
+	m.started = time.Now()
+	facts, err := m.rebuild(ctx, "monitor start")
+	if err != nil {
+		return fmt.Errorf("first rebuild: %w", err)
+	}
+	m.setFacts(facts)
+	defer m.closeAll()
+
+	nlEvents := make(chan string, 64)
+	go m.watchNetlink(ctx, nlEvents)
+
+	if ready != nil {
+		ready()
+	}
+	m.log.Info("monitoring", "isps", m.serviceNames())
+
+	ticker := time.NewTicker(tick)
+	defer ticker.Stop()
+	var (
+		rebuilding    bool
+		pendingReason string
+		done          = make(chan rebuildResult, 1)
+	)
+	requestRebuild := func(reason string) {
+		if rebuilding {
+			// Coalesce: one more rebuild after this one, with the newest facts.
+			pendingReason = reason
+			return
+		}
+		rebuilding = true
+		go func() {
+			f, err := m.rebuild(ctx, reason)
+			done <- rebuildResult{f, err}
+		}()
+	}
+	lastStatus := time.Time{}
+	for {
+		select {
+		case <-ctx.Done():
+			m.scripts.Wait()
+			return nil
+		case now := <-ticker.C:
+			if changed := m.probeDue(ctx, now); len(changed) > 0 {
+				requestRebuild(fmt.Sprintf("verdict on %v", changed))
+			}
+			if now.Sub(lastStatus) >= time.Second {
+				m.writeStatus(now)
+				lastStatus = now
+			}
+		case rp := <-m.replies:
+			m.recordReply(rp)
+		case reason := <-nlEvents:
+			requestRebuild(reason)
+		case res := <-done:
+			rebuilding = false
+			if res.err != nil {
+				m.log.Error("rebuild failed", "err", res.err)
+			} else {
+				m.setFacts(res.facts)
+			}
+			if pendingReason != "" {
+				reason := pendingReason
+				pendingReason = ""
+				requestRebuild(reason)
+			}
+		case load := <-ctl.Reload:
+			m.reload(load)
+			requestRebuild("configuration reloaded")
+		case <-ctl.Dump:
+			m.dump(time.Now())
+		}
+	}
+}
+
+func (m *Monitor) serviceNames() []string {
+	var out []string
+	for name := range m.links {
+		out = append(out, name)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// setFacts adopts a rebuild's view of the ISPs: new links start probing,
+// links whose address or mark changed get a new socket, links that are
+// gone stop. Probe history and lsm state survive every change.
+func (m *Monitor) setFacts(f Facts) {
+	m.devices = map[string]bool{}
+	for _, d := range f.Devices {
+		m.devices[d] = true
+	}
+	watchedDevices.set(m.devices)
+	seen := map[string]bool{}
+	for _, t := range f.Targets {
+		seen[t.Service] = true
+		l := m.links[t.Service]
+		if l == nil {
+			s := m.settingsFor(t.Service)
+			l = &link{settings: s, decider: lsm.NewDecider(s), state: lsm.InitialState(s),
+				window: lsm.NewWindow(s.Window, s.Timeout), results: map[netip.Addr]*targetResult{},
+				pending: map[int]int{}, since: time.Now()}
+			m.links[t.Service] = l
+		}
+		old := l.target
+		l.target = t
+		if l.conn != nil && (!t.Present || old.Src != t.Src || old.Mark != t.Mark) {
+			l.conn.Close()
+			l.conn = nil
+		}
+		if t.Present && l.conn == nil {
+			conn, err := probe.Open(t.Src, t.Mark)
+			if err != nil {
+				m.log.Error("cannot probe", "isp", t.Service, "err", err)
+				continue
+			}
+			l.conn = conn
+			go m.receive(t.Service, conn)
+		}
+		if !samePing(old, t) {
+			l.resolved = time.Time{}
+		}
+	}
+	for name, l := range m.links {
+		if !seen[name] {
+			if l.conn != nil {
+				l.conn.Close()
+			}
+			delete(m.links, name)
+		}
+	}
+}
+
+func samePing(a, b Target) bool {
+	if a.Gateway != b.Gateway || len(a.Ping) != len(b.Ping) {
+		return false
+	}
+	for i := range a.Ping {
+		if a.Ping[i] != b.Ping[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func (m *Monitor) closeAll() {
+	for _, l := range m.links {
+		if l.conn != nil {
+			l.conn.Close()
+		}
+	}
+}
+
+// receive forwards one socket's replies to the loop until it is closed.
+func (m *Monitor) receive(service string, conn *probe.Conn) {
+	for {
+		r, err := conn.Receive(time.Time{})
+		if err != nil {
+			if !probe.IsClosed(err) {
+				m.log.Warn("reading probe replies", "isp", service, "err", err)
+			}
+			return
+		}
+		m.replies <- reply{service: service, conn: conn, r: r}
+	}
+}
+
+func (m *Monitor) recordReply(rp reply) {
+	l := m.links[rp.service]
+	if l == nil || l.conn != rp.conn {
+		return // a reply to a socket that has since been replaced
+	}
+	res := l.results[rp.r.From]
+	if res == nil || res.LastSeq != rp.r.Seq {
+		return
+	}
+	if !res.Replied {
+		res.Replied = true
+		res.RTT = rp.r.At.Sub(res.SentAt)
+	}
+	if seq, ok := l.pending[rp.r.Seq]; ok {
+		// A round counts as answered when any target answers.
+		l.window.Reply(seq, rp.r.At)
+		delete(l.pending, rp.r.Seq)
+	}
+}
+
+// resolve turns the configured targets into addresses: literal
+// addresses as they are, host names looked up (again every resolveEvery),
+// and the gateway when none is configured.
+func (m *Monitor) resolve(ctx context.Context, l *link, now time.Time) {
+	if !l.resolved.IsZero() && now.Sub(l.resolved) < resolveEvery {
+		return
+	}
+	l.resolved = now
+	var dsts []netip.Addr
+	l.warning = ""
+	if len(l.target.Ping) == 0 {
+		dsts = append(dsts, l.target.Gateway)
+		l.warning = "probing the gateway only: failures beyond it go unseen"
+	}
+	for _, p := range l.target.Ping {
+		if a, err := netip.ParseAddr(p); err == nil {
+			dsts = append(dsts, a)
+			continue
+		}
+		lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		addrs, err := m.opts.Resolve(lctx, p)
+		cancel()
+		if err != nil || len(addrs) == 0 {
+			m.log.Warn("cannot resolve probe target", "isp", l.target.Service, "target", p, "err", err)
+			// Keep the previous addresses of this name rather than
+			// probing nothing.
+			for _, old := range l.dsts {
+				dsts = append(dsts, old)
+			}
+			l.resolved = now.Add(-resolveEvery + 10*time.Second)
+			continue
+		}
+		dsts = append(dsts, addrs[0])
+	}
+	l.dsts = uniq(dsts)
+	if len(l.dsts) == 0 && l.target.Gateway.IsValid() {
+		// Probing nothing would count every round as lost and call a
+		// healthy link down because DNS is slow.
+		l.dsts = []netip.Addr{l.target.Gateway}
+		l.warning = "no probe target resolves; probing the gateway instead"
+	}
+}
+
+func uniq(in []netip.Addr) []netip.Addr {
+	seen := map[netip.Addr]bool{}
+	var out []netip.Addr
+	for _, a := range in {
+		if a.IsValid() && !seen[a] {
+			seen[a] = true
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// probeDue sends the probes that are due and decides. It returns the
+// services whose state changed.
+func (m *Monitor) probeDue(ctx context.Context, now time.Time) []string {
+	var changed []string
+	for _, name := range m.serviceNames() {
+		l := m.links[name]
+		if l.conn == nil || now.Before(l.nextDue) {
+			continue
+		}
+		l.nextDue = now.Add(l.settings.Interval)
+		m.resolve(ctx, l, now)
+		seq := l.window.Send(now)
+		echoSeq := seq & 0xffff
+		for k := range l.pending {
+			if k == echoSeq {
+				delete(l.pending, k)
+			}
+		}
+		l.pending[echoSeq] = seq
+		if len(l.pending) > 4*l.window.Size() {
+			for k := range l.pending {
+				delete(l.pending, k)
+				break
+			}
+		}
+		for _, dst := range l.dsts {
+			res := l.results[dst]
+			if res == nil {
+				res = &targetResult{Addr: dst}
+				l.results[dst] = res
+			}
+			*res = targetResult{Addr: dst, LastSeq: echoSeq, SentAt: now}
+			if err := l.conn.Send(dst, echoSeq); err != nil {
+				m.log.Debug("probe not sent", "isp", name, "target", dst, "err", err)
+			}
+		}
+		next, ev, ok := l.decider.Decide(l.state, l.window, now)
+		l.state = next
+		if ok {
+			l.since = now
+			ev.SrcIP = l.target.Src.String()
+			ev.Device = l.target.Device
+			if len(l.dsts) > 0 {
+				ev.CheckIP = l.dsts[0].String()
+			}
+			m.transition(name, l, ev)
+			changed = append(changed, name+" "+ev.State.String())
+		}
+	}
+	m.decideGroups(now)
+	return changed
+}
+
+// transition records a link's new state and runs what an lsm event runs.
+func (m *Monitor) transition(name string, l *link, ev lsm.Event) {
+	m.log.Warn("isp "+ev.State.String(), "isp", name, "previous", ev.Prev.String(),
+		"loss", ev.Stats.Timeout, "window", l.window.Size(), "avg_rtt", ev.Stats.AvgRTT)
+	if err := state.Write(m.opts.StateDir, name, verdict(ev.State)); err != nil {
+		m.log.Error("recording state", "isp", name, "err", err)
+	}
+	if (ev.State == lsm.Down) && m.opts.FlushConntrack {
+		n, err := flushConntrack(l.target.Mark)
+		if err != nil {
+			m.log.Error("flushing connections of a dead isp", "isp", name, "err", err)
+		} else {
+			m.log.Info("flushed connections of a dead isp", "isp", name, "entries", n)
+		}
+	}
+	m.runEventScripts(ev)
+}
+
+func verdict(s lsm.State) state.Verdict {
+	switch s {
+	case lsm.Up:
+		return state.Up
+	case lsm.LongDown:
+		return state.LongDown
+	default:
+		return state.Down
+	}
+}
+
+func (m *Monitor) decideGroups(now time.Time) {
+	for _, g := range m.opts.Groups {
+		var members []lsm.State
+		for _, name := range g.Members {
+			if l, ok := m.links[name]; ok {
+				members = append(members, l.state.State)
+			}
+		}
+		prev, ok := m.groups[g.Name]
+		if !ok {
+			prev = g.Status
+		}
+		next, ev, changed := lsm.DecideGroup(g, prev, members, now)
+		m.groups[g.Name] = next
+		if changed {
+			m.log.Warn("group "+next.String(), "group", g.Name)
+			m.runEventScripts(ev)
+		}
+	}
+}

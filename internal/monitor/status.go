@@ -1,0 +1,153 @@
+package monitor
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	kn "github.com/ispbalance/ispbalance/internal/kernelnames"
+	"github.com/ispbalance/ispbalance/internal/lsm"
+)
+
+// Snapshot is what the monitor publishes for `ifup-balance -s`.
+type Snapshot struct {
+	PID     int         `json:"pid"`
+	Started time.Time   `json:"started"`
+	Written time.Time   `json:"written"`
+	ISPs    []ISPStatus `json:"isps"`
+}
+
+// ISPStatus is one ISP as the monitor sees it.
+type ISPStatus struct {
+	Service     string         `json:"service"`
+	Device      string         `json:"device"`
+	State       string         `json:"state"`
+	Since       time.Time      `json:"since"`
+	Probing     bool           `json:"probing"`
+	LossPercent float64        `json:"loss_percent"`
+	AvgRTTms    float64        `json:"avg_rtt_ms"`
+	Targets     []TargetStatus `json:"targets"`
+	Warning     string         `json:"warning,omitempty"`
+}
+
+// TargetStatus is one probe target's latest result.
+type TargetStatus struct {
+	Addr string `json:"addr"`
+	Last string `json:"last"`
+}
+
+func (m *Monitor) snapshot(now time.Time) Snapshot {
+	s := Snapshot{PID: os.Getpid(), Started: m.started, Written: now}
+	for _, name := range m.serviceNames() {
+		l := m.links[name]
+		st := l.window.Stats(now)
+		is := ISPStatus{Service: name, Device: l.target.Device, State: l.state.State.String(), Since: l.since,
+			Probing: l.conn != nil, AvgRTTms: float64(st.AvgRTT.Microseconds()) / 1000, Warning: l.warning}
+		if st.Used > 0 {
+			is.LossPercent = 100 * float64(st.Timeout) / float64(st.Used)
+		}
+		for _, dst := range l.dsts {
+			ts := TargetStatus{Addr: dst.String(), Last: "not probed yet"}
+			if r := l.results[dst]; r != nil && !r.SentAt.IsZero() {
+				switch {
+				case r.Replied:
+					ts.Last = fmt.Sprintf("reply in %.1f ms", float64(r.RTT.Microseconds())/1000)
+				case now.Sub(r.SentAt) > l.settings.Timeout:
+					ts.Last = "no reply"
+				default:
+					ts.Last = "waiting"
+				}
+			}
+			is.Targets = append(is.Targets, ts)
+		}
+		s.ISPs = append(s.ISPs, is)
+	}
+	return s
+}
+
+func (m *Monitor) writeStatus(now time.Time) {
+	if m.opts.StatusPath == "" {
+		return
+	}
+	data, err := json.MarshalIndent(m.snapshot(now), "", "  ")
+	if err != nil {
+		return
+	}
+	tmp := m.opts.StatusPath + ".tmp"
+	if err := os.MkdirAll(filepath.Dir(tmp), 0o755); err == nil {
+		if err := os.WriteFile(tmp, data, 0o644); err == nil {
+			os.Rename(tmp, m.opts.StatusPath)
+		}
+	}
+}
+
+// ReadSnapshot reads the monitor's latest snapshot.
+func ReadSnapshot(path string) (Snapshot, error) {
+	var s Snapshot
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return s, err
+	}
+	if err := json.Unmarshal(data, &s); err != nil {
+		return s, fmt.Errorf("reading monitor status %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// dump logs everything the monitor knows per connection, as lsm does on
+// SIGUSR1.
+func (m *Monitor) dump(now time.Time) {
+	for _, is := range m.snapshot(now).ISPs {
+		l := m.links[is.Service]
+		st := l.window.Stats(now)
+		m.log.Info("connection", "isp", is.Service, "device", is.Device, "state", is.State, "since", is.Since.Format(time.RFC3339),
+			"probing", is.Probing, "src", l.target.Src, "mark", kn.FormatMark(l.target.Mark), "targets", is.Targets,
+			"replied", st.Replied, "waiting", st.Waiting, "timeout", st.Timeout, "reply_late", st.ReplyLate,
+			"cons_rcvd", st.ConsRcvd, "cons_wait", st.ConsWait, "cons_miss", st.ConsMiss, "avg_rtt", st.AvgRTT,
+			"interval", l.settings.Interval, "max_packet_loss", l.settings.MaxPacketLoss,
+			"max_successive_pkts_lost", l.settings.MaxSuccessivePktsLost, "min_packet_loss", l.settings.MinPacketLoss,
+			"min_successive_pkts_rcvd", l.settings.MinSuccessivePktsRcvd, "warning", is.Warning)
+	}
+}
+
+// markFilter matches connection-tracking entries assigned to one ISP.
+type markFilter struct{ mark uint32 }
+
+func (f markFilter) MatchConntrackFlow(flow *netlink.ConntrackFlow) bool {
+	return flow.Mark&kn.MarkMask == f.mark
+}
+
+// flushConntrack deletes the connections assigned to the ISP with mark, so
+// that LAN clients reconnect through a live ISP instead of hanging on a
+// dead one; connections of other ISPs are untouched.
+func flushConntrack(mark uint32) (uint, error) {
+	return netlink.ConntrackDeleteFilters(netlink.ConntrackTable, netlink.FAMILY_V4, markFilter{mark})
+}
+
+// reload adopts new options, keeping each link's probe history and state.
+func (m *Monitor) reload(load func() (Options, error)) {
+	opts, err := load()
+	if err != nil {
+		m.log.Error("configuration not reloaded; keeping the running one", "err", err)
+		return
+	}
+	opts.Log, opts.Resolve = m.opts.Log, m.opts.Resolve
+	if opts.ScriptTimeout == 0 {
+		opts.ScriptTimeout = m.opts.ScriptTimeout
+	}
+	m.opts = opts
+	for name, l := range m.links {
+		s := m.settingsFor(name)
+		if s.Window != l.settings.Window || s.Timeout != l.settings.Timeout {
+			l.window = lsm.NewWindow(s.Window, s.Timeout)
+			l.pending = map[int]int{}
+		}
+		l.settings, l.decider = s, lsm.NewDecider(s)
+		l.resolved = time.Time{}
+	}
+	m.log.Info("configuration reloaded")
+}
