@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -73,6 +74,8 @@ func runMonitor(ctx context.Context, env Env, opts core.Options, lsmConfig strin
 		return 1
 	}
 	defer lock.release()
+	// The monitor's log is its record of verdicts and rebuilds: info level.
+	opts.Log = slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	mo, err := core.MonitorOptions(opts, lsmConfig)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "ifup-balance: %v\n", err)

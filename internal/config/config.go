@@ -46,7 +46,8 @@ type Service struct {
 	Device string
 	Role   Role
 	// PingTargets are the monitor's probe targets as written (addresses or
-	// host names). Empty means the ISP's gateway.
+	// host names); `default` is DefaultPingHost. Empty (no column) means
+	// the ISP's gateway.
 	PingTargets []string
 	Weight      int
 	// Gateway from the config column; the zero Addr means "discover it".
@@ -279,7 +280,10 @@ func parseService(f []string) (Service, error) {
 			}
 			s.PingTargets = append(s.PingTargets, t)
 		}
-	} else if s.Role == RoleISP {
+	} else if len(f) > 3 && s.Role == RoleISP {
+		// `default` is the original's default host. A missing column
+		// means the gateway: the monitor then warns that failures
+		// beyond it go unseen.
 		s.PingTargets = []string{DefaultPingHost}
 	}
 	if len(f) > 4 && f[4] != "default" {

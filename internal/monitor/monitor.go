@@ -118,10 +118,16 @@ type Monitor struct {
 	links   map[string]*link
 	devices map[string]bool
 	groups  map[string]lsm.State
+	// flushPending holds the marks of ISPs that went down, whose tracked
+	// connections are deleted after the next rebuild.
+	flushPending map[string]uint32
 
 	replies chan reply
 	scripts sync.WaitGroup
-	started time.Time
+	// scriptCtx ends event scripts still running when the monitor stops.
+	scriptCtx  context.Context
+	stopScript context.CancelFunc
+	started    time.Time
 }
 
 // New returns a monitor; Run starts it.
@@ -140,7 +146,8 @@ func New(opts Options, rebuild Rebuilder) *Monitor {
 	return &Monitor{
 		opts: opts, rebuild: rebuild, log: opts.Log.With("component", "monitor"),
 		links: map[string]*link{}, devices: map[string]bool{}, groups: map[string]lsm.State{},
-		replies: make(chan reply, 256),
+		flushPending: map[string]uint32{},
+		replies:      make(chan reply, 256),
 	}
 }
 
@@ -149,6 +156,14 @@ func (m *Monitor) settingsFor(service string) lsm.Settings {
 		return s
 	}
 	return m.opts.Default
+}
+
+// linkSettings are the settings of one service's link, named after it so
+// events and scripts carry the service name.
+func (m *Monitor) linkSettings(service string) lsm.Settings {
+	s := m.settingsFor(service)
+	s.Name = service
+	return s
 }
 
 type rebuildResult struct {
@@ -160,6 +175,8 @@ type rebuildResult struct {
 // rebuild is done and probing has started (systemd's readiness).
 func (m *Monitor) Run(ctx context.Context, ctl Control, ready func()) error {
 	m.started = time.Now()
+	m.scriptCtx, m.stopScript = context.WithCancel(context.Background())
+	defer m.stopScripts()
 	facts, err := m.rebuild(ctx, "monitor start")
 	if err != nil {
 		return fmt.Errorf("first rebuild: %w", err)
@@ -181,6 +198,9 @@ func (m *Monitor) Run(ctx context.Context, ctl Control, ready func()) error {
 		rebuilding    bool
 		pendingReason string
 		done          = make(chan rebuildResult, 1)
+		// flushing holds the conntrack flushes the running rebuild
+		// covers: those requested before it started.
+		flushing map[string]uint32
 	)
 	requestRebuild := func(reason string) {
 		if rebuilding {
@@ -189,6 +209,7 @@ func (m *Monitor) Run(ctx context.Context, ctl Control, ready func()) error {
 			return
 		}
 		rebuilding = true
+		flushing, m.flushPending = m.flushPending, map[string]uint32{}
 		go func() {
 			f, err := m.rebuild(ctx, reason)
 			done <- rebuildResult{f, err}
@@ -198,7 +219,6 @@ func (m *Monitor) Run(ctx context.Context, ctl Control, ready func()) error {
 	for {
 		select {
 		case <-ctx.Done():
-			m.scripts.Wait()
 			return nil
 		case now := <-ticker.C:
 			if changed := m.probeDue(ctx, now); len(changed) > 0 {
@@ -219,6 +239,8 @@ func (m *Monitor) Run(ctx context.Context, ctl Control, ready func()) error {
 			} else {
 				m.setFacts(res.facts)
 			}
+			m.flush(flushing)
+			flushing = nil
 			if pendingReason != "" {
 				reason := pendingReason
 				pendingReason = ""
@@ -231,6 +253,21 @@ func (m *Monitor) Run(ctx context.Context, ctl Control, ready func()) error {
 			m.dump(time.Now())
 		}
 	}
+}
+
+// scriptGrace is how long scripts still running at shutdown may finish.
+const scriptGrace = 2 * time.Second
+
+func (m *Monitor) stopScripts() {
+	done := make(chan struct{})
+	go func() { m.scripts.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(scriptGrace):
+		m.stopScript()
+		<-done
+	}
+	m.stopScript()
 }
 
 func (m *Monitor) serviceNames() []string {
@@ -256,7 +293,7 @@ func (m *Monitor) setFacts(f Facts) {
 		seen[t.Service] = true
 		l := m.links[t.Service]
 		if l == nil {
-			s := m.settingsFor(t.Service)
+			s := m.linkSettings(t.Service)
 			l = &link{settings: s, decider: lsm.NewDecider(s), state: lsm.InitialState(s),
 				window: lsm.NewWindow(s.Window, s.Timeout), results: map[netip.Addr]*targetResult{},
 				pending: map[int]int{}, since: time.Now()}
@@ -406,12 +443,19 @@ func (m *Monitor) probeDue(ctx context.Context, now time.Time) []string {
 	var changed []string
 	for _, name := range m.serviceNames() {
 		l := m.links[name]
-		if l.conn == nil || now.Before(l.nextDue) {
+		if now.Before(l.nextDue) {
 			continue
 		}
 		l.nextDue = now.Add(l.settings.Interval)
-		m.resolve(ctx, l, now)
+		// A link without a socket (device gone, no address) still counts
+		// its rounds, all lost, as lsm does: it goes down and its scripts
+		// run, instead of looking healthy forever.
 		seq := l.window.Send(now)
+		if l.conn == nil {
+			m.decide(name, l, now, &changed)
+			continue
+		}
+		m.resolve(ctx, l, now)
 		echoSeq := seq & 0xffff
 		for k := range l.pending {
 			if k == echoSeq {
@@ -436,21 +480,40 @@ func (m *Monitor) probeDue(ctx context.Context, now time.Time) []string {
 				m.log.Debug("probe not sent", "isp", name, "target", dst, "err", err)
 			}
 		}
-		next, ev, ok := l.decider.Decide(l.state, l.window, now)
-		l.state = next
-		if ok {
-			l.since = now
-			ev.SrcIP = l.target.Src.String()
-			ev.Device = l.target.Device
-			if len(l.dsts) > 0 {
-				ev.CheckIP = l.dsts[0].String()
-			}
-			m.transition(name, l, ev)
-			changed = append(changed, name+" "+ev.State.String())
-		}
+		m.decide(name, l, now, &changed)
 	}
 	m.decideGroups(now)
 	return changed
+}
+
+func (m *Monitor) decide(name string, l *link, now time.Time, changed *[]string) {
+	next, ev, ok := l.decider.Decide(l.state, l.window, now)
+	l.state = next
+	if !ok {
+		return
+	}
+	l.since = now
+	if l.target.Src.IsValid() {
+		ev.SrcIP = l.target.Src.String()
+	}
+	ev.Device = l.target.Device
+	if len(l.dsts) > 0 {
+		ev.CheckIP = l.dsts[0].String()
+	}
+	m.transition(name, l, ev)
+	*changed = append(*changed, name+" "+ev.State.String())
+}
+
+// flush deletes the tracked connections of ISPs that went down.
+func (m *Monitor) flush(marks map[string]uint32) {
+	for name, mark := range marks {
+		n, err := flushConntrack(mark)
+		if err != nil {
+			m.log.Error("flushing connections of a dead isp", "isp", name, "err", err)
+			continue
+		}
+		m.log.Info("flushed connections of a dead isp", "isp", name, "entries", n)
+	}
 }
 
 // transition records a link's new state and runs what an lsm event runs.
@@ -460,13 +523,11 @@ func (m *Monitor) transition(name string, l *link, ev lsm.Event) {
 	if err := state.Write(m.opts.StateDir, name, verdict(ev.State)); err != nil {
 		m.log.Error("recording state", "isp", name, "err", err)
 	}
-	if (ev.State == lsm.Down) && m.opts.FlushConntrack {
-		n, err := flushConntrack(l.target.Mark)
-		if err != nil {
-			m.log.Error("flushing connections of a dead isp", "isp", name, "err", err)
-		} else {
-			m.log.Info("flushed connections of a dead isp", "isp", name, "entries", n)
-		}
+	if ev.State == lsm.Down && m.opts.FlushConntrack && l.target.Mark != 0 {
+		// Flushed once the rebuild that takes the ISP out of balancing is
+		// done: flushed earlier, a connection opened in between would be
+		// assigned to the dead ISP again.
+		m.flushPending[name] = l.target.Mark
 	}
 	m.runEventScripts(ev)
 }

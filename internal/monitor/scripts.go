@@ -46,10 +46,11 @@ func directoryScripts(dir string) []string {
 	return out
 }
 
-// runEventScripts runs, in the background, the scripts an lsm event
+// runEventScripts starts, in the background, the scripts an lsm event
 // calls: the configured event and notify scripts, then the files in
-// balance/lsm/<state>.d/, each with lsm's 16 arguments and a time limit,
-// and mails warn_email when a mailer exists. Probing never waits for them.
+// balance/lsm/<state>.d/ in alphabetical order, each with lsm's 16
+// arguments and a time limit, and mails warn_email when a mailer exists.
+// Probing never waits for them.
 func (m *Monitor) runEventScripts(ev lsm.Event) {
 	var cmds []lsm.Command
 	cmds = append(cmds, ev.Commands()...)
@@ -63,20 +64,26 @@ func (m *Monitor) runEventScripts(ev lsm.Event) {
 	if len(cmds) == 0 && mail == "" {
 		return
 	}
-	m.scripts.Add(1)
-	go func() {
-		defer m.scripts.Done()
-		for _, c := range cmds {
+	// Like lsm, start them all without waiting for one another: a script
+	// that hangs delays nothing but itself, until its time limit.
+	for _, c := range cmds {
+		m.scripts.Add(1)
+		go func() {
+			defer m.scripts.Done()
 			m.runScript(c)
-		}
-		if mail != "" && !ev.Group {
+		}()
+	}
+	if mail != "" && !ev.Group {
+		m.scripts.Add(1)
+		go func() {
+			defer m.scripts.Done()
 			m.mail(mail, ev)
-		}
-	}()
+		}()
+	}
 }
 
 func (m *Monitor) runScript(c lsm.Command) {
-	ctx, cancel := context.WithTimeout(context.Background(), m.opts.ScriptTimeout)
+	ctx, cancel := context.WithTimeout(m.scriptCtx, m.opts.ScriptTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, c.Path, c.Args...)
 	var out bytes.Buffer
@@ -85,6 +92,10 @@ func (m *Monitor) runScript(c lsm.Command) {
 	// keep us waiting past the limit either.
 	cmd.WaitDelay = m.opts.ScriptTimeout / 10
 	err := cmd.Run()
+	if m.scriptCtx.Err() != nil {
+		m.log.Warn("event script stopped with the monitor", "script", c.Path)
+		return
+	}
 	if ctx.Err() != nil {
 		m.log.Warn("event script killed after its time limit", "script", c.Path, "limit", m.opts.ScriptTimeout)
 		return
@@ -104,7 +115,7 @@ func (m *Monitor) mail(to string, ev lsm.Event) {
 		if _, err := os.Stat(path); err != nil {
 			continue
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), m.opts.ScriptTimeout)
+		ctx, cancel := context.WithTimeout(m.scriptCtx, m.opts.ScriptTimeout)
 		defer cancel()
 		cmd := exec.CommandContext(ctx, path, "-t")
 		host, _ := os.Hostname()

@@ -141,7 +141,7 @@ func (m *Monitor) reload(load func() (Options, error)) {
 	}
 	m.opts = opts
 	for name, l := range m.links {
-		s := m.settingsFor(name)
+		s := m.linkSettings(name)
 		if s.Window != l.settings.Window || s.Timeout != l.settings.Timeout {
 			l.window = lsm.NewWindow(s.Window, s.Timeout)
 			l.pending = map[int]int{}
