@@ -103,13 +103,22 @@ func (a *Applier) Apply(ctx context.Context, p plan.Plan) (Stats, error) {
 		return stats, a.rollback(ctx, err, routingBefore, fwBefore, false)
 	}
 	stats.Routing = time.Since(start) - stats.Read
-	input := render.Restore(p.Firewall, render.RestoreOptions{
+	input, origins := render.RestoreWithOrigins(p.Firewall, render.RestoreOptions{
 		HaveJump: fwBefore.haveJump, Stale: fwBefore.staleChains(p.Firewall), Existing: fwBefore.ourRules(),
 	})
 	if input != "" {
 		a.echo("iptables-restore --noflush <<EOF\n%sEOF", input)
 		if err := a.netfilter.restore(ctx, input, true); err != nil {
-			return stats, a.rollback(ctx, fmt.Errorf("installing the firewall: %w", err), routingBefore, fwBefore, true)
+			err = fmt.Errorf("installing the firewall: %w", err)
+			var re *RestoreError
+			if errors.As(err, &re) {
+				// Blame the admin's rule file line when the rejected rule
+				// came from one.
+				if l := re.Line(); l > 0 && l <= len(origins) && origins[l-1] != "" {
+					err = fmt.Errorf("%s: %w", origins[l-1], err)
+				}
+			}
+			return stats, a.rollback(ctx, err, routingBefore, fwBefore, true)
 		}
 	}
 	stats.Took = time.Since(start)
@@ -152,16 +161,25 @@ func (a *Applier) desiredRouting(p plan.Plan) (desiredRouting, error) {
 	for _, r := range p.Routes {
 		nr, err := a.toNetlinkRoute(r, index)
 		if err != nil {
-			return want, fmt.Errorf("preparing route %s: %w", render.RouteArgs(r), err)
+			return want, fmt.Errorf("%spreparing route %s: %w", originPrefix(r.Origin), render.RouteArgs(r), err)
 		}
 		want.routes = append(want.routes, nr)
-		want.routeText = append(want.routeText, render.RouteArgs(r))
+		want.routeText = append(want.routeText, originPrefix(r.Origin)+render.RouteArgs(r))
 	}
 	for _, r := range p.Rules {
 		want.rules = append(want.rules, toNetlinkRule(r))
-		want.ruleText = append(want.ruleText, render.RuleArgs(r))
+		want.ruleText = append(want.ruleText, originPrefix(r.Origin)+render.RuleArgs(r))
 	}
 	return want, nil
+}
+
+// originPrefix names the rule file line an object comes from, so an error
+// about it points the admin there.
+func originPrefix(origin string) string {
+	if origin == "" {
+		return ""
+	}
+	return origin + ": "
 }
 
 // Stop removes everything ispbalance installed: its rules, its tables'

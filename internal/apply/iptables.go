@@ -20,10 +20,15 @@ var builtinChains = map[string][]string{
 	"filter": {"INPUT", "FORWARD", "OUTPUT"},
 	"mangle": {"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"},
 	"nat":    {"PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"},
+	"raw":    {"PREROUTING", "OUTPUT"},
 }
 
-// ourTables are the tables ispbalance writes to, in restore order.
-var ourTables = []string{"filter", "mangle", "nat"}
+// ourTables are the tables ispbalance may write to, in restore order
+// (raw only for rule files that use it).
+var ourTables = []string{"filter", "mangle", "nat", "raw"}
+
+// flushedTables are what --flush clears, as the original did.
+var flushedTables = []string{"filter", "mangle", "nat"}
 
 // savedTable is one table as iptables-save printed it.
 type savedTable struct {
@@ -120,9 +125,19 @@ func restoreOurPart(snapshot, now firewallState) string {
 		if is == nil {
 			is = &savedTable{jumps: map[string]int{}}
 		}
-		fmt.Fprintf(&b, "*%s\n", table)
 		keep := snapshot.ourChains(table)
 		gone := difference(now.ourChains(table), keep)
+		jumpsDiffer := false
+		for j := range is.jumps {
+			jumpsDiffer = jumpsDiffer || is.jumps[j] != was.jumps[j]
+		}
+		for j := range was.jumps {
+			jumpsDiffer = jumpsDiffer || is.jumps[j] != was.jumps[j]
+		}
+		if len(keep) == 0 && len(gone) == 0 && !jumpsDiffer {
+			continue // nothing of ours here, before or now
+		}
+		fmt.Fprintf(&b, "*%s\n", table)
 		for _, c := range append(append([]string{}, keep...), gone...) {
 			fmt.Fprintf(&b, ":%s - [0:0]\n", c)
 		}
@@ -156,7 +171,7 @@ func restoreOurPart(snapshot, now firewallState) string {
 // tables, keeping the built-in chains' policies: the original's --flush.
 func flushForeign(now firewallState) string {
 	var b strings.Builder
-	for _, table := range ourTables {
+	for _, table := range flushedTables {
 		fmt.Fprintf(&b, "*%s\n", table)
 		for _, c := range builtinChains[table] {
 			policy := "ACCEPT"
@@ -281,12 +296,18 @@ type RestoreError struct {
 	Err    error
 }
 
+// Line is the input line iptables-restore blamed, 0 if it named none.
+func (e *RestoreError) Line() int {
+	if m := restoreErrorLine.FindStringSubmatch(e.Stderr); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		return line
+	}
+	return 0
+}
+
 func (e *RestoreError) Error() string {
 	msg := fmt.Sprintf("iptables-restore failed: %v: %s", e.Err, e.Stderr)
-	var line int
-	if m := restoreErrorLine.FindStringSubmatch(e.Stderr); m != nil {
-		line, _ = strconv.Atoi(m[1])
-	}
+	line := e.Line()
 	lines := strings.Split(e.Input, "\n")
 	if line > 0 && line <= len(lines) {
 		lo, hi := max(line-3, 1), min(line+2, len(lines))

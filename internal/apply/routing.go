@@ -37,7 +37,9 @@ func (a *Applier) readRouting() (routingState, error) {
 		return st, fmt.Errorf("listing routes: %w", err)
 	}
 	for _, r := range routes {
-		if kn.IsOurTable(r.Table) {
+		// Routes of rule files may live in any table, main included; the
+		// protocol tag says they are ours.
+		if kn.IsOurTable(r.Table) || r.Protocol == kn.RouteProtocol {
 			st.routes = append(st.routes, r)
 		}
 	}
@@ -55,7 +57,11 @@ func ruleKey(r netlink.Rule) string {
 	if r.Mask != nil {
 		mask = *r.Mask
 	}
-	return fmt.Sprintf("%d|%d|%x/%x|%s|%s|%d", r.Priority, r.Table, r.Mark, mask, src, r.OifName, r.SuppressPrefixlen)
+	dst := ""
+	if r.Dst != nil {
+		dst = r.Dst.String()
+	}
+	return fmt.Sprintf("%d|%d|%x/%x|%s|%s|%s|%s|%d", r.Priority, r.Table, r.Mark, mask, src, dst, r.IifName, r.OifName, r.SuppressPrefixlen)
 }
 
 func routeKey(r netlink.Route) string {
@@ -63,7 +69,7 @@ func routeKey(r netlink.Route) string {
 	if r.Dst != nil {
 		dst = r.Dst.String()
 	}
-	return fmt.Sprintf("%d|%s", r.Table, dst)
+	return fmt.Sprintf("%d|%s|%d", r.Table, dst, r.Priority)
 }
 
 func ipNet(p netip.Prefix) *net.IPNet {
@@ -83,13 +89,17 @@ func toNetlinkRule(r plan.Rule) netlink.Rule {
 	if r.Src.IsValid() {
 		nr.Src = ipNet(r.Src)
 	}
+	if r.Dst.IsValid() {
+		nr.Dst = ipNet(r.Dst)
+	}
+	nr.IifName = r.Iif
 	nr.OifName = r.Oif
 	nr.SuppressPrefixlen = r.SuppressPrefixlen
 	return *nr
 }
 
 func (a *Applier) toNetlinkRoute(r plan.Route, index map[string]int) (netlink.Route, error) {
-	nr := netlink.Route{Family: netlink.FAMILY_V4, Table: r.Table, Dst: ipNet(r.Dst), Protocol: kn.RouteProtocol}
+	nr := netlink.Route{Family: netlink.FAMILY_V4, Table: r.Table, Dst: ipNet(r.Dst), Protocol: kn.RouteProtocol, Priority: r.Metric}
 	dev := func(name string) (int, error) {
 		i, ok := index[name]
 		if !ok {
@@ -111,11 +121,13 @@ func (a *Applier) toNetlinkRoute(r plan.Route, index map[string]int) (netlink.Ro
 		}
 		return nr, nil
 	}
-	i, err := dev(r.Device)
-	if err != nil {
-		return nr, err
+	if r.Device != "" {
+		i, err := dev(r.Device)
+		if err != nil {
+			return nr, err
+		}
+		nr.LinkIndex = i
 	}
-	nr.LinkIndex = i
 	if r.Gateway.IsValid() {
 		nr.Gw = r.Gateway.AsSlice()
 	} else {

@@ -28,6 +28,7 @@ const usage = `Usage:
   ifup-balance [options] up|down|long_down SERVICE [LSM-ARGS ...]
                                          record one ISP's state and rebuild
   ifup-balance [options] stop            remove everything ispbalance installed
+  ifup-balance migrate FILE.pl            print a rule file equivalent to a Perl rule file
   ifup-balance [options] monitor [--lsm-config FILE]
                                          run the link monitor in the foreground
 
@@ -182,6 +183,8 @@ func Run(ctx context.Context, env Env) int {
 		return 0
 	case command == "monitor":
 		return runMonitor(ctx, env, opts, *f.lsmConfig)
+	case command == "migrate":
+		return runMigrate(env, positional[1])
 	}
 	if _, err := core.Rebuild(ctx, opts, up, *f.flush || *f.flushLong); err != nil {
 		return fail(err)
@@ -224,6 +227,11 @@ func parsePositional(args []string) (core.UpSet, string, error) {
 		return core.UpSet{}, "", nil
 	}
 	switch args[0] {
+	case "migrate":
+		if len(args) != 2 {
+			return core.UpSet{}, "", fmt.Errorf("migrate takes one Perl rule file")
+		}
+		return core.UpSet{}, "migrate", nil
 	case "monitor":
 		if len(args) > 1 {
 			return core.UpSet{}, "", fmt.Errorf("monitor takes no arguments, got %q", strings.Join(args[1:], " "))

@@ -14,6 +14,7 @@ import (
 	"github.com/ispbalance/ispbalance/internal/lsm"
 	"github.com/ispbalance/ispbalance/internal/plan"
 	"github.com/ispbalance/ispbalance/internal/render"
+	"github.com/ispbalance/ispbalance/internal/rules"
 	"github.com/ispbalance/ispbalance/internal/state"
 )
 
@@ -77,6 +78,9 @@ type Facts struct {
 	Config *config.Config
 	Links  map[string]detect.Link
 	Plan   plan.Plan
+	// RuleNotes are warnings from reading the rule directories (a .pl
+	// file that is not run, an unreadable entry).
+	RuleNotes []rules.Note
 }
 
 // Gather reads the configuration and discovers the interfaces, and plans
@@ -111,7 +115,12 @@ func Gather(opts Options, up UpSet) (Facts, error) {
 	if err != nil {
 		return f, err
 	}
-	in := plan.Input{Config: cfg, Links: map[string]plan.Link{}, Up: upSet}
+	files, notes, err := rules.ReadDir(filepath.Join(filepath.Dir(opts.ConfigPath), "balance"))
+	if err != nil {
+		return f, err
+	}
+	f.RuleNotes = notes
+	in := plan.Input{Config: cfg, Links: map[string]plan.Link{}, Up: upSet, RuleFiles: files}
 	for dev, l := range f.Links {
 		in.Links[dev] = plan.Link{
 			Kernel: l.Kernel, Present: l.Present, Carrier: l.Up, Addr: l.Addr,
@@ -191,6 +200,13 @@ func Rebuild(ctx context.Context, opts Options, up UpSet, flushOthers bool) (Fac
 	for _, s := range f.Plan.Skipped {
 		opts.Log.Warn("service skipped until its device is ready", "service", s.Service, "device", s.Device, "reason", s.Reason)
 	}
+	for _, n := range f.RuleNotes {
+		opts.Log.Warn("rule files: " + n.String())
+	}
+	for _, n := range f.Plan.Notes {
+		opts.Log.Info("rule files: " + n)
+	}
+	runCommands(ctx, opts, "pre-run", f.Plan.PreRun)
 	a, err := apply.New(apply.Options{StateDir: filepath.Join(opts.StateDir, "ispbalance"), Echo: opts.Echo, Log: opts.Log})
 	if err != nil {
 		return f, err
@@ -208,6 +224,7 @@ func Rebuild(ctx context.Context, opts Options, up UpSet, flushOthers bool) (Fac
 	if err := recordVerdicts(opts.StateDir, f.Config, up); err != nil {
 		return f, err
 	}
+	runCommands(ctx, opts, "post-run", f.Plan.PostRun)
 	var routing []string
 	for _, isp := range f.Plan.ISPs {
 		if isp.Routing {

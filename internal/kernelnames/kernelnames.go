@@ -98,6 +98,23 @@ const (
 	ChainDebug      = ChainPrefix + "DEBUG"
 )
 
+// UserChainPrefix starts the chains that hold the rules of the admin's
+// rule files: "ISPB-U-INPUT" for rules a file appends to INPUT,
+// "ISPB-U-MYCHAIN" for a chain a file creates. Keeping them under our
+// prefix makes them part of the atomic rebuild and of `stop`.
+const UserChainPrefix = ChainPrefix + "U-"
+
+// UserChain names the chain that holds a rule file's rules for chain.
+func UserChain(chain string) string { return UserChainPrefix + chain }
+
+// User rule priorities: `ip rule` lines of rule files get priorities in
+// this part of our block, after ispbalance's own per-ISP rules and before
+// the balance rule.
+const (
+	PrioUserMin = 9400
+	PrioUserMax = 9899
+)
+
 // MarkChain names the mangle chain that assigns connections to an ISP.
 func MarkChain(service string) string { return ChainPrefix + "MARK-" + service }
 

@@ -26,11 +26,40 @@ var logChains = []struct {
 
 func r(args ...string) []string { return args }
 
-func planFirewall(cfg *config.Config, p Plan) []Table {
-	return []Table{filterTable(cfg, p), mangleTable(p), natTable(p)}
+func planFirewall(cfg *config.Config, p Plan, u *userRules) ([]Table, error) {
+	mangle, err := mangleTable(p, u)
+	if err != nil {
+		return nil, err
+	}
+	tables := []Table{filterTable(cfg, p, u), mangle, natTable(p, u)}
+	if raw := u.userChains("raw"); len(raw) > 0 {
+		tables = append(tables, Table{Name: "raw", Chains: raw, Jumps: builtinJumps(u, "raw", "PREROUTING", "OUTPUT")})
+	}
+	return tables, nil
 }
 
-func filterTable(cfg *config.Config, p Plan) Table {
+// builtinJumps jumps from built-in chains to the user chains that hold a
+// rule file's rules for them.
+func builtinJumps(u *userRules, table string, builtins ...string) []Jump {
+	var jumps []Jump
+	for _, b := range builtins {
+		if u.has(table, b) {
+			jumps = append(jumps, Jump{b, kn.UserChain(b)})
+		}
+	}
+	return jumps
+}
+
+// userJump is the rule in one of our chains that runs the rule files'
+// rules for a built-in chain, or nil when there are none.
+func userJump(u *userRules, table, builtin string) [][]string {
+	if u.has(table, builtin) {
+		return [][]string{r("-j", kn.UserChain(builtin))}
+	}
+	return nil
+}
+
+func filterTable(cfg *config.Config, p Plan, u *userRules) Table {
 	var chains []Chain
 	for _, lc := range logChains {
 		c := Chain{Name: lc.name, Rules: [][]string{
@@ -47,9 +76,14 @@ func filterTable(cfg *config.Config, p Plan) Table {
 		r("-s", "127.0.0.0/8", "-j", kn.ChainDropSpoof),
 		r("-m", "conntrack", "--ctstate", "INVALID", "-j", kn.ChainDropInval),
 		r("-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"),
+	}}
+	// The rule files' INPUT rules come before ispbalance's openings, so
+	// they can refuse what ispbalance would accept, and accept anything.
+	input.Rules = append(input.Rules, userJump(u, "filter", "INPUT")...)
+	input.Rules = append(input.Rules,
 		r("-p", "icmp", "-m", "icmp", "--icmp-type", "8", "-m", "limit", "--limit", "1/sec", "-j", "ACCEPT"),
 		r("-p", "icmp", "-m", "icmp", "--icmp-type", "8", "-j", kn.ChainDropFlood),
-	}}
+	)
 	for _, lan := range p.LANs {
 		input.Rules = append(input.Rules,
 			r("-s", lan.Addr.Masked().String(), "-i", lan.Kernel, "-j", "ACCEPT"),
@@ -74,6 +108,7 @@ func filterTable(cfg *config.Config, p Plan) Table {
 		r("-m", "conntrack", "--ctstate", "INVALID", "-j", kn.ChainDropInval),
 		r("-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"),
 	}}
+	forward.Rules = append(forward.Rules, userJump(u, "filter", "FORWARD")...)
 	for _, lan := range p.LANs {
 		for _, isp := range p.ISPs {
 			if cfg.MayForward(lan.Name, isp.Name) {
@@ -92,12 +127,14 @@ func filterTable(cfg *config.Config, p Plan) Table {
 		r("-o", "lo", "-j", "ACCEPT"),
 		r("-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"),
 	}}
+	output.Rules = append(output.Rules, userJump(u, "filter", "OUTPUT")...)
 	for _, dev := range devices(p) {
 		output.Rules = append(output.Rules, r("-o", dev, "-j", "ACCEPT"))
 	}
 	output.Rules = append(output.Rules, r("-j", kn.ChainDropSpoof))
 
 	chains = append(chains, input, forward, output)
+	chains = append(chains, u.userChains("filter")...)
 	return Table{Name: "filter", Chains: chains, Jumps: []Jump{
 		{"INPUT", kn.ChainInput}, {"FORWARD", kn.ChainForward}, {"OUTPUT", kn.ChainOutput},
 	}}
@@ -124,7 +161,7 @@ func devices(p Plan) []string {
 
 func markArg(m uint32) string { return kn.FormatMark(m) + "/" + kn.FormatMark(kn.MarkMask) }
 
-func mangleTable(p Plan) Table {
+func mangleTable(p Plan, u *userRules) (Table, error) {
 	mask := kn.FormatMark(kn.MarkMask)
 	pre := Chain{Name: kn.ChainPrerouting, Rules: [][]string{
 		// Packets of a connection already assigned to an ISP carry its mark
@@ -132,6 +169,16 @@ func mangleTable(p Plan) Table {
 		r("-j", "CONNMARK", "--restore-mark", "--nfmask", mask, "--ctmask", mask),
 		r("-m", "mark", "!", "--mark", "0x0/"+mask, "-j", "RETURN"),
 	}}
+	pre.Rules = append(pre.Rules, userJump(u, "mangle", "PREROUTING")...)
+	// force-route lines come before balancing: a connection they mark
+	// skips the random choice (which only takes unmarked packets).
+	forced, origins, err := u.forceRoutes(p)
+	if err != nil {
+		return Table{}, err
+	}
+	for i, rule := range forced {
+		pre.addFrom(origins[i], rule)
+	}
 	var chains []Chain
 	for _, isp := range p.ISPs {
 		chains = append(chains, Chain{Name: kn.MarkChain(isp.Name), Rules: [][]string{
@@ -144,15 +191,15 @@ func mangleTable(p Plan) Table {
 		if isp.Alias {
 			in = r("-d", isp.Addr.Addr().String()+"/32", "-i", isp.Kernel)
 		}
-		pre.Rules = append(pre.Rules, append(in, "-m", "conntrack", "--ctstate", "NEW", "-j", kn.MarkChain(isp.Name)))
+		pre.add(append(in, "-m", "conntrack", "--ctstate", "NEW", "-j", kn.MarkChain(isp.Name)))
 	}
 	for _, lan := range p.LANs {
-		pre.Rules = append(pre.Rules, r("-s", lan.Addr.Masked().String(), "-i", lan.Kernel,
+		pre.add(r("-s", lan.Addr.Masked().String(), "-i", lan.Kernel,
 			"-m", "conntrack", "--ctstate", "NEW", "-m", "addrtype", "!", "--dst-type", "LOCAL", "-j", kn.ChainBalance))
 	}
 	balance := Chain{Name: kn.ChainBalance, Rules: balanceRules(p)}
 
-	forward := Chain{Name: kn.ChainForward}
+	forward := Chain{Name: kn.ChainForward, Rules: userJump(u, "mangle", "FORWARD")}
 	for _, isp := range p.ISPs {
 		if isp.PPP {
 			// PPPoE's smaller MTU breaks path-MTU discovery behind many
@@ -163,9 +210,9 @@ func mangleTable(p Plan) Table {
 		}
 	}
 	chains = append([]Chain{pre, balance, forward}, chains...)
-	return Table{Name: "mangle", Chains: chains, Jumps: []Jump{
-		{"PREROUTING", kn.ChainPrerouting}, {"FORWARD", kn.ChainForward},
-	}}
+	chains = append(chains, u.userChains("mangle")...)
+	jumps := []Jump{{"PREROUTING", kn.ChainPrerouting}, {"FORWARD", kn.ChainForward}}
+	return Table{Name: "mangle", Chains: chains, Jumps: append(jumps, builtinJumps(u, "mangle", "INPUT", "OUTPUT", "POSTROUTING")...)}, nil
 }
 
 // balanceRules assigns a new connection to an up ISP. In balanced mode it
@@ -216,8 +263,10 @@ func probability(p float64) string {
 	return strconv.FormatFloat(math.Round(p*0x80000000)/0x80000000, 'f', 11, 64)
 }
 
-func natTable(p Plan) Table {
-	post := Chain{Name: kn.ChainPostrouting}
+func natTable(p Plan, u *userRules) Table {
+	// The rule files' POSTROUTING rules (their own SNAT, say) come before
+	// ispbalance's masquerading.
+	post := Chain{Name: kn.ChainPostrouting, Rules: userJump(u, "nat", "POSTROUTING")}
 	if len(p.LANs) > 0 {
 		for _, isp := range p.ISPs {
 			if isp.Alias {
@@ -229,5 +278,7 @@ func natTable(p Plan) Table {
 			post.Rules = append(post.Rules, r("-o", isp.Kernel, "-j", "MASQUERADE"))
 		}
 	}
-	return Table{Name: "nat", Chains: []Chain{post}, Jumps: []Jump{{"POSTROUTING", kn.ChainPostrouting}}}
+	chains := append([]Chain{post}, u.userChains("nat")...)
+	jumps := append([]Jump{{"POSTROUTING", kn.ChainPostrouting}}, builtinJumps(u, "nat", "PREROUTING", "INPUT", "OUTPUT")...)
+	return Table{Name: "nat", Chains: chains, Jumps: jumps}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/ispbalance/ispbalance/internal/config"
 	"github.com/ispbalance/ispbalance/internal/kernelnames"
+	"github.com/ispbalance/ispbalance/internal/rules"
 )
 
 // Link is what discovery found about one configured device.
@@ -33,6 +34,9 @@ type Input struct {
 	Links map[string]Link
 	// Up holds the ISP services that the monitor or the admin consider up.
 	Up map[string]bool
+	// RuleFiles are the parsed files of balance/routes, firewall, pre-run
+	// and post-run.
+	RuleFiles []rules.File
 }
 
 // ISP is one ISP service as planned.
@@ -78,8 +82,10 @@ type Nexthop struct {
 	OnLink  bool
 }
 
-// Route is one route in one of our tables. Either Nexthops has two or more
-// entries, or Gateway/Device describe the single path.
+// Route is one route ispbalance owns: in one of its tables, or from a
+// rule file (then in any table, recognised by ispbalance's protocol
+// tag). Either Nexthops has two or more entries, or Gateway/Device
+// describe the single path.
 type Route struct {
 	Table    int
 	Dst      netip.Prefix
@@ -87,7 +93,10 @@ type Route struct {
 	Device   string
 	Src      netip.Addr
 	OnLink   bool
+	Metric   int
 	Nexthops []Nexthop
+	// Origin is the rule file line the route comes from, "" for ours.
+	Origin string
 }
 
 // Rule is one policy-routing rule. Zero fields do not match.
@@ -95,9 +104,11 @@ type Rule struct {
 	Priority          int
 	Table             int
 	Mark, Mask        uint32
-	Src               netip.Prefix
-	Oif               string
+	Src, Dst          netip.Prefix
+	Iif, Oif          string
 	SuppressPrefixlen int // -1: none
+	// Origin is the rule file line the rule comes from, "" for ours.
+	Origin string
 }
 
 // Sysctl is one kernel setting under /proc/sys. Path holds the components
@@ -124,6 +135,30 @@ func (s Sysctl) Key() string {
 type Chain struct {
 	Name  string
 	Rules [][]string
+	// Origins, when set, holds for each rule the rule file line it comes
+	// from ("" for ispbalance's own), so a rule iptables-restore rejects
+	// is reported by file and line.
+	Origins []string
+}
+
+// add appends a rule of ours.
+func (c *Chain) add(rule []string) { c.addFrom("", rule) }
+
+// addFrom appends a rule with its origin.
+func (c *Chain) addFrom(origin string, rule []string) {
+	for len(c.Origins) < len(c.Rules) {
+		c.Origins = append(c.Origins, "")
+	}
+	c.Rules = append(c.Rules, rule)
+	c.Origins = append(c.Origins, origin)
+}
+
+// Origin returns where rule i comes from, "" for ispbalance's own.
+func (c Chain) Origin(i int) string {
+	if i < len(c.Origins) {
+		return c.Origins[i]
+	}
+	return ""
 }
 
 // Jump is the one rule we put into a built-in chain: `-A From -j To`.
@@ -147,8 +182,20 @@ type Plan struct {
 	Routes  []Route
 	Rules   []Rule
 	Sysctls []Sysctl
-	// Firewall holds the filter, mangle and nat tables, in that order.
+	// Firewall holds the filter, mangle and nat tables, in that order,
+	// and raw when rule files use it.
 	Firewall []Table
+	// PreRun and PostRun are rule-file commands run before and after the
+	// plan is applied.
+	PreRun, PostRun []Command
+	// Notes say what of the rule files was skipped or not run, and why.
+	Notes []string
+}
+
+// Command is one rule-file command, run without a shell.
+type Command struct {
+	Origin string
+	Argv   []string
 }
 
 // Build computes the desired state. It fails only on facts that make a
@@ -191,10 +238,21 @@ func Build(in Input) (Plan, error) {
 		}
 		p.LANs = append(p.LANs, LAN{Name: s.Name, Device: s.Device, Kernel: l.Kernel, Addr: l.Addr})
 	}
+	user, err := expandRuleFiles(cfg, in, p)
+	if err != nil {
+		return Plan{}, err
+	}
 	p.Routes = planRoutes(p)
 	p.Rules = planRules(p)
+	if err := user.addRouting(&p); err != nil {
+		return Plan{}, err
+	}
 	p.Sysctls = planSysctls(p)
-	p.Firewall = planFirewall(cfg, p)
+	if p.Firewall, err = planFirewall(cfg, p, user); err != nil {
+		return Plan{}, err
+	}
+	p.PreRun, p.PostRun = user.commands()
+	p.Notes = user.notes()
 	return p, nil
 }
 

@@ -38,7 +38,21 @@ type RestoreOptions struct {
 // ISP up or down) changes a single chain. It returns "" when nothing
 // needs doing.
 func Restore(tables []plan.Table, opts RestoreOptions) string {
+	text, _ := RestoreWithOrigins(tables, opts)
+	return text
+}
+
+// RestoreWithOrigins is Restore that also says, for each line of the
+// text (origins[i] for line i+1), which rule file line it comes from, ""
+// for ispbalance's own, so iptables-restore's complaint about a line can
+// be reported against the admin's file.
+func RestoreWithOrigins(tables []plan.Table, opts RestoreOptions) (string, []string) {
 	var b strings.Builder
+	var origins []string
+	line := func(origin, format string, args ...any) {
+		fmt.Fprintf(&b, format+"\n", args...)
+		origins = append(origins, origin)
+	}
 	for _, t := range tables {
 		var changed []plan.Chain
 		for _, c := range t.Chains {
@@ -57,27 +71,27 @@ func Restore(tables []plan.Table, opts RestoreOptions) string {
 		if len(changed) == 0 && len(jumps) == 0 && len(stale) == 0 {
 			continue
 		}
-		fmt.Fprintf(&b, "*%s\n", t.Name)
+		line("", "*%s", t.Name)
 		for _, c := range changed {
-			fmt.Fprintf(&b, ":%s - [0:0]\n", c.Name)
+			line("", ":%s - [0:0]", c.Name)
 		}
 		for _, name := range stale {
-			fmt.Fprintf(&b, ":%s - [0:0]\n", name)
+			line("", ":%s - [0:0]", name)
 		}
 		for _, c := range changed {
-			for _, rule := range c.Rules {
-				fmt.Fprintf(&b, "-A %s %s\n", c.Name, Quote(rule))
+			for i, rule := range c.Rules {
+				line(c.Origin(i), "-A %s %s", c.Name, Quote(rule))
 			}
 		}
 		for _, j := range jumps {
-			fmt.Fprintf(&b, "-A %s -j %s\n", j.From, j.To)
+			line("", "-A %s -j %s", j.From, j.To)
 		}
 		for _, name := range stale {
-			fmt.Fprintf(&b, "-X %s\n", name)
+			line("", "-X %s", name)
 		}
-		b.WriteString("COMMIT\n")
+		line("", "COMMIT")
 	}
-	return b.String()
+	return b.String(), origins
 }
 
 func unchanged(existing map[string]map[string][]string, table string, c plan.Chain) bool {
@@ -103,6 +117,28 @@ func Quote(args []string) string {
 			out[i] = strconv.Quote(a)
 		} else {
 			out[i] = a
+		}
+	}
+	return strings.Join(out, " ")
+}
+
+// from renders where a line comes from, as a trailing shell comment.
+func from(origin string) string {
+	if origin == "" {
+		return ""
+	}
+	return "  # " + origin
+}
+
+// ShellQuote renders argv so that a shell would split it back into the
+// same words; used only for showing commands, never for running them.
+func ShellQuote(argv []string) string {
+	out := make([]string, len(argv))
+	for i, a := range argv {
+		if a != "" && strings.Trim(a, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:=,+%@") == "" {
+			out[i] = a
+		} else {
+			out[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
 		}
 	}
 	return strings.Join(out, " ")
@@ -138,7 +174,10 @@ func RouteArgs(rt plan.Route) string {
 			b.WriteString(" onlink")
 		}
 	}
-	fmt.Fprintf(&b, " table %d proto %d", rt.Table, kn.RouteProtocol)
+	if rt.Metric != 0 {
+		fmt.Fprintf(&b, " metric %d", rt.Metric)
+	}
+	fmt.Fprintf(&b, " table %s proto %d", tableName(rt.Table), kn.RouteProtocol)
 	return b.String()
 }
 
@@ -152,18 +191,27 @@ func RuleArgs(ru plan.Rule) string {
 	if ru.Mark != 0 || ru.Mask != 0 {
 		fmt.Fprintf(&b, " fwmark %s/%s", kn.FormatMark(ru.Mark), kn.FormatMark(ru.Mask))
 	}
+	if ru.Dst.IsValid() {
+		fmt.Fprintf(&b, " to %s", ru.Dst)
+	}
+	if ru.Iif != "" {
+		fmt.Fprintf(&b, " iif %s", ru.Iif)
+	}
 	if ru.Oif != "" {
 		fmt.Fprintf(&b, " oif %s", ru.Oif)
 	}
-	table := strconv.Itoa(ru.Table)
-	if ru.Table == 254 {
-		table = "main"
-	}
-	fmt.Fprintf(&b, " lookup %s", table)
+	fmt.Fprintf(&b, " lookup %s", tableName(ru.Table))
 	if ru.SuppressPrefixlen >= 0 {
 		fmt.Fprintf(&b, " suppress_prefixlength %d", ru.SuppressPrefixlen)
 	}
 	return b.String()
+}
+
+func tableName(t int) string {
+	if t == 254 {
+		return "main"
+	}
+	return strconv.Itoa(t)
 }
 
 // Script writes the whole plan as a shell script a person could read or
@@ -189,22 +237,37 @@ func Script(w io.Writer, p plan.Plan) error {
 	for _, s := range p.Skipped {
 		fmt.Fprintf(&b, "# skipped %s (dev %s): %s\n", s.Service, s.Device, s.Reason)
 	}
+	for _, n := range p.Notes {
+		fmt.Fprintf(&b, "# rule files: %s\n", n)
+	}
+	if len(p.PreRun) > 0 {
+		b.WriteString("\n# pre-run commands (run before applying, each on its own, without a shell)\n")
+		for _, c := range p.PreRun {
+			fmt.Fprintf(&b, "%s%s\n", ShellQuote(c.Argv), from(c.Origin))
+		}
+	}
 	b.WriteString("\n# kernel settings\n")
 	for _, s := range p.Sysctls {
 		fmt.Fprintf(&b, "sysctl -q -w %s=%s\n", s.Key(), s.Value)
 	}
 	b.WriteString("\n# routes in ispbalance's tables\n")
 	for _, rt := range p.Routes {
-		fmt.Fprintf(&b, "ip route replace %s\n", RouteArgs(rt))
+		fmt.Fprintf(&b, "ip route replace %s%s\n", RouteArgs(rt), from(rt.Origin))
 	}
 	fmt.Fprintf(&b, "\n# policy rules (priorities %d-%d are ispbalance's)\n", kn.PrioMin, kn.PrioMax)
 	for _, ru := range p.Rules {
-		fmt.Fprintf(&b, "ip rule add %s\n", RuleArgs(ru))
+		fmt.Fprintf(&b, "ip rule add %s%s\n", RuleArgs(ru), from(ru.Origin))
 	}
 	b.WriteString("\n# firewall: one transaction per table; jumps from built-in chains are added once\n")
 	b.WriteString("iptables-restore --noflush <<'EOF'\n")
 	b.WriteString(Restore(p.Firewall, RestoreOptions{}))
 	b.WriteString("EOF\n")
+	if len(p.PostRun) > 0 {
+		b.WriteString("\n# post-run commands (run after applying, each on its own, without a shell)\n")
+		for _, c := range p.PostRun {
+			fmt.Fprintf(&b, "%s%s\n", ShellQuote(c.Argv), from(c.Origin))
+		}
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }

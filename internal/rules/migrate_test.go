@@ -8,9 +8,10 @@ import (
 	"testing"
 )
 
-// fixtures is where the project keeps the sample Perl rule files,
-// relative to this package.
-const fixtures = "../../../shared/fixtures/perl-rules"
+// fixtures holds the sample Perl rule files: rule files seen in the wild
+// for the original, kept here so the test needs nothing outside the
+// repository.
+const fixtures = "testdata/migrate/fixtures"
 
 func TestMigrateGolden(t *testing.T) {
 	paths, err := filepath.Glob(filepath.Join(fixtures, "*.pl"))
