@@ -103,7 +103,7 @@ func (a *Applier) toNetlinkRoute(r plan.Route, index map[string]int) (netlink.Ro
 	dev := func(name string) (int, error) {
 		i, ok := index[name]
 		if !ok {
-			return 0, fmt.Errorf("device %s has gone", name)
+			return 0, fmt.Errorf("device %s does not exist", name)
 		}
 		return i, nil
 	}

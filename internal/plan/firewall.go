@@ -170,14 +170,9 @@ func mangleTable(p Plan, u *userRules) (Table, error) {
 		r("-m", "mark", "!", "--mark", "0x0/"+mask, "-j", "RETURN"),
 	}}
 	pre.Rules = append(pre.Rules, userJump(u, "mangle", "PREROUTING")...)
-	// force-route lines come before balancing: a connection they mark
-	// skips the random choice (which only takes unmarked packets).
 	forced, origins, err := u.forceRoutes(p)
 	if err != nil {
 		return Table{}, err
-	}
-	for i, rule := range forced {
-		pre.addFrom(origins[i], rule)
 	}
 	var chains []Chain
 	for _, isp := range p.ISPs {
@@ -192,6 +187,12 @@ func mangleTable(p Plan, u *userRules) (Table, error) {
 			in = r("-d", isp.Addr.Addr().String()+"/32", "-i", isp.Kernel)
 		}
 		pre.add(append(in, "-m", "conntrack", "--ctstate", "NEW", "-j", kn.MarkChain(isp.Name)))
+	}
+	// force-route lines come after the inbound marking, so a connection
+	// that arrived on an ISP keeps replying through it, and before
+	// balancing, whose random choice only takes unmarked packets.
+	for i, rule := range forced {
+		pre.addFrom(origins[i], append(r("-m", "mark", "--mark", "0x0/"+mask), rule...))
 	}
 	for _, lan := range p.LANs {
 		pre.add(r("-s", lan.Addr.Masked().String(), "-i", lan.Kernel,

@@ -20,6 +20,7 @@ import (
 	"github.com/ispbalance/ispbalance/internal/config"
 	"github.com/ispbalance/ispbalance/internal/plan"
 	"github.com/ispbalance/ispbalance/internal/render"
+	"github.com/ispbalance/ispbalance/internal/rules"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -48,11 +49,25 @@ func allUp(names ...string) map[string]bool {
 	return m
 }
 
+// ruleFile is a rule file used by the rule-files scenario.
+const ruleFile = `# every LAN may reach the router's ssh on 2222
+iptables -A INPUT -s ${:lan.net} -i ${:lan.dev} -p tcp --dport 2222 -j ACCEPT
+iptables -N AUDIT
+iptables -A AUDIT -j LOG --log-prefix "audit: "
+iptables -A FORWARD -d 192.168.2.0/24 -j AUDIT
+iptables -t nat -A POSTROUTING -s 192.168.1.5 -o ${DSL.dev} -j SNAT --to-source ${DSL.ip}
+forward 8080 192.168.1.10:80
+force-route DSL -p tcp --dport 25
+ip route add 10.99.0.0/16 via 192.168.1.254 dev ${LAN.dev}
+ip rule add from 192.168.2.0/24 lookup ${CABLE.table}
+`
+
 var scenarios = []struct {
 	name  string
 	conf  string
 	links map[string]plan.Link
 	up    map[string]bool
+	rules string
 }{
 	{
 		name:  "two-isps-balanced",
@@ -100,6 +115,13 @@ var scenarios = []struct {
 		up: allUp("CABLE", "FIBER"),
 	},
 	{
+		name:  "rule-files",
+		conf:  "CABLE wan1 isp\nDSL wan2 isp\nLAN lan1 lan\nGUEST lan2 lan\n",
+		links: map[string]plan.Link{"wan1": isp(1), "wan2": isp(2), "lan1": lan(1), "lan2": lan(2)},
+		up:    allUp("CABLE", "DSL"),
+		rules: ruleFile,
+	},
+	{
 		name: "missing-device",
 		conf: "CABLE wan1 isp\nDSL wan2 isp\nLAN lan1 lan\nDMZ lan2 lan\n",
 		links: map[string]plan.Link{"wan1": isp(1), "lan1": lan(1),
@@ -116,7 +138,15 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p, err := plan.Build(plan.Input{Config: cfg, Links: sc.links, Up: sc.up})
+			in := plan.Input{Config: cfg, Links: sc.links, Up: sc.up}
+			if sc.rules != "" {
+				f, err := rules.ParseFile("balance/firewall/10.rules", rules.Firewall, []byte(sc.rules))
+				if err != nil {
+					t.Fatal(err)
+				}
+				in.RuleFiles = []rules.File{f}
+			}
+			p, err := plan.Build(in)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -229,6 +259,29 @@ func TestNothingRoutesToADownISP(t *testing.T) {
 		}
 		if strings.HasPrefix(line, "-A ISPB-BALANCE") && (strings.Contains(line, "MARK-B") || strings.Contains(line, "MARK-C")) {
 			t.Errorf("new connections assigned to a down ISP: %s", line)
+		}
+	}
+}
+
+// TestRuleFileErrors: bad rule-file lines fail the plan with file:line.
+func TestRuleFileErrors(t *testing.T) {
+	cfg, _ := config.Parse("b", strings.NewReader("CABLE wan1 isp\nLAN lan1 lan\n"))
+	links := map[string]plan.Link{"wan1": isp(1), "lan1": lan(1)}
+	cases := []struct{ text, want string }{
+		{"ip rule add from 10.0.0.0/8 lookup 4201 priority 100\n", "r:1: ip rule priority 100: rule files may use 9400-9899"},
+		{"ip route add 10.0.0.0/8 proto 5 dev lan1\n", "r:1: ip route: proto is ispbalance's own"},
+		{"ip route add 10.0.0.0/8 frobnicate dev lan1\n", `r:1: ip route: "frobnicate" is not understood here`},
+		{"ip route del 10.5.0.0/16 dev lan1\n", "r:1: ip route del: no such route from the rule files"},
+		{"iptables -D INPUT -j ACCEPT\n", "r:1: nothing to delete"},
+		{"force-route NOPE\n", "r:1:"},
+	}
+	for _, c := range cases {
+		f, err := rules.ParseFile("r", rules.Firewall, []byte(c.text))
+		if err == nil {
+			_, err = plan.Build(plan.Input{Config: cfg, Links: links, Up: allUp("CABLE"), RuleFiles: []rules.File{f}})
+		}
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: got %v, want an error containing %q", c.text, err, c.want)
 		}
 	}
 }
