@@ -2,10 +2,13 @@ package rules
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/ispbalance/ispbalance/internal/kernelnames"
 )
 
 // fixtures holds the sample Perl rule files: rule files seen in the wild
@@ -93,4 +96,52 @@ func FuzzMigrate(f *testing.F) {
 			}
 		}
 	})
+}
+
+// fixtureFacts is the router the Perl fixtures were written for: CABLE
+// on eth0, DSL on eth1, the office LAN on eth2 and a guest LAN on eth4.
+func fixtureFacts() Facts {
+	p := netip.MustParsePrefix
+	a := netip.MustParseAddr
+	return Facts{MarkMask: kernelnames.MarkMask, Services: []Service{
+		{Name: "CABLE", Role: RoleISP, Dev: "eth0", IP: a("198.51.100.10"), GW: a("198.51.100.1"), Net: p("198.51.100.0/24"),
+			Fwmark: kernelnames.ISPMark(1), Table: kernelnames.ISPTable(1), Weight: 2, Present: true, Up: true},
+		{Name: "DSL", Role: RoleISP, Dev: "eth1", IP: a("203.0.113.7"), GW: a("203.0.113.1"), Net: p("203.0.113.0/24"),
+			Fwmark: kernelnames.ISPMark(2), Table: kernelnames.ISPTable(2), Weight: 1, Present: true, Up: true},
+		{Name: "GUEST", Role: RoleLAN, Dev: "eth4", IP: a("192.168.20.1"), Net: p("192.168.20.0/24"), Present: true, Up: true},
+		{Name: "LAN", Role: RoleLAN, Dev: "eth2", IP: a("192.168.10.1"), Net: p("192.168.10.0/24"), Present: true, Up: true},
+	}}
+}
+
+// TestMigratedRulesMean checks what the migrated fixtures do, not only how
+// they read: each is expanded against a two-ISP, two-LAN router and the
+// resulting rules, routes and forced routes are compared with a golden
+// file written from original.md §3's description of each $B call
+// (forward: DNAT on every ISP device plus a FORWARD opening; force_route:
+// new matching connections through one ISP; add_route: main and every ISP
+// table, with firewall openings).
+func TestMigratedRulesMean(t *testing.T) {
+	paths, err := filepath.Glob(filepath.Join(fixtures, "*.pl"))
+	if err != nil || len(paths) == 0 {
+		t.Fatalf("no fixtures: %v", err)
+	}
+	for _, path := range paths {
+		name := filepath.Base(path)
+		t.Run(name, func(t *testing.T) {
+			src, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, _ := Migrate(name, src)
+			f, err := ParseFile("firewall/"+strings.TrimSuffix(name, ".pl"), Firewall, []byte(out))
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := Expand([]File{f}, fixtureFacts())
+			if err != nil {
+				t.Fatal(err)
+			}
+			golden(t, "migrate/"+strings.TrimSuffix(name, ".pl")+".applied.golden", dump(res))
+		})
+	}
 }
