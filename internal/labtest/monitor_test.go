@@ -447,13 +447,90 @@ func TestMonitorInstanceStatusAndReload(t *testing.T) {
 	if !strings.Contains(string(log), "configuration not reloaded") || !strings.Contains(string(log), ":4:") {
 		t.Errorf("bad reload not reported with file:line:\n%s", log)
 	}
-	if err := syscall.Kill(pid, 0); err != nil {
+	if !alive(pid) {
 		t.Fatalf("monitor died on a bad reload")
 	}
 	if out, err := r.run("-k"); err != nil {
 		t.Fatalf("-k: %v %s", err, out)
 	}
-	if err := syscall.Kill(pid, 0); err == nil {
+	if alive(pid) {
 		t.Errorf("monitor still runs after -k")
+	}
+}
+
+// TestPlainRunStartsMonitor: `ifup-balance` with no service names makes
+// sure a monitor runs (here, with no systemd managing it, a background
+// process of its own); -d never starts one; -k stops it.
+func TestPlainRunStartsMonitor(t *testing.T) {
+	t.Parallel()
+	r := newRouter(t, lab.Options{Prefix: "mstart"}, monitorConf(1, 1))
+	common := []string{binary, "-c", r.conf, "--state-dir", r.stateDir, "--run-dir", r.runDir()}
+	pidFile := filepath.Join(r.runDir(), "monitor.pid")
+	if out, err := r.lab.Exec("router", append(common, "-d")...); err != nil {
+		t.Fatalf("-d: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(pidFile); err == nil {
+		t.Fatalf("-d started a monitor")
+	}
+	if out, err := r.lab.Exec("router", common...); err != nil {
+		t.Fatalf("plain run: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { r.lab.Exec("router", append(common, "-k")...) })
+	var pid int
+	for start := time.Now(); time.Since(start) < 5*time.Second && pid == 0; time.Sleep(50 * time.Millisecond) {
+		data, _ := os.ReadFile(pidFile)
+		pid, _ = strconv.Atoi(strings.TrimSpace(string(data)))
+	}
+	if pid == 0 || !alive(pid) {
+		t.Fatalf("no monitor runs after a plain run")
+	}
+	// A second plain run finds it running and starts no other.
+	if out, err := r.lab.Exec("router", common...); err != nil {
+		t.Fatalf("second plain run: %v\n%s", err, out)
+	}
+	if data, _ := os.ReadFile(pidFile); strings.TrimSpace(string(data)) != strconv.Itoa(pid) {
+		t.Errorf("a second monitor replaced the first")
+	}
+	r.waitMonitor("ISP1", "up", 10*time.Second)
+	if out, err := r.lab.Exec("router", append(common, "-k")...); err != nil {
+		t.Fatalf("-k: %v\n%s", err, out)
+	}
+	if alive(pid) {
+		t.Errorf("monitor pid %d still runs after -k", pid)
+	}
+}
+
+// alive reports whether pid runs: a zombie (exited, not yet reaped by
+// whichever process inherited it) does not count.
+func alive(pid int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	s := string(stat)
+	i := strings.LastIndex(s, ")")
+	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
+}
+
+// TestMonitorLSMConfig: a foolsm configuration sets per-connection
+// options by service name; an invalid one is refused with file:line.
+func TestMonitorLSMConfig(t *testing.T) {
+	t.Parallel()
+	r := newRouter(t, lab.Options{Prefix: "mlsm"}, monitorConf(1, 1))
+	lsmConf := filepath.Join(r.dir, "lsm.conf")
+	os.WriteFile(lsmConf, []byte("defaults {\n  interval_ms=200\n  max_successive_pkts_lost=3\n  min_successive_pkts_rcvd=3\n  max_packet_loss=10\n  min_packet_loss=2\n}\nconnection {\n  name=ISP1\n  checkip=203.0.113.10\n}\n"), 0o644)
+	r.startMonitor("--lsm-config", lsmConf)
+	r.waitMonitor("ISP1", "up", 10*time.Second)
+	if _, err := r.lab.SilentDrop(1); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	r.waitState("ISP1", "down", 5*time.Second)
+	t.Logf("with 3 successive losses at 200 ms, ISP1 down after %.2f s", time.Since(start).Seconds())
+	bad := filepath.Join(r.dir, "bad-lsm.conf")
+	os.WriteFile(bad, []byte("defaults {\n  interval_ms=fast\n}\n"), 0o644)
+	out, err := r.lab.Exec("router", binary, "-c", r.conf, "--state-dir", r.stateDir, "--run-dir", filepath.Join(r.dir, "run2"), "--lsm-config", bad, "monitor")
+	if err == nil || !strings.Contains(string(out), bad+":2:") {
+		t.Errorf("bad foolsm configuration: %v\n%s", err, out)
 	}
 }

@@ -74,9 +74,8 @@ type Control struct {
 // target whose address changes is followed.
 const resolveEvery = 5 * time.Minute
 
-// tick is the scheduling resolution; each link is probed at its own
-// interval on this grid.
-const tick = 20 * time.Millisecond
+// statusEvery is how often the snapshot for `ifup-balance -s` is written.
+const statusEvery = 2 * time.Second
 
 type targetResult struct {
 	Addr    netip.Addr
@@ -192,8 +191,11 @@ func (m *Monitor) Run(ctx context.Context, ctl Control, ready func()) error {
 	}
 	m.log.Info("monitoring", "isps", m.serviceNames())
 
-	ticker := time.NewTicker(tick)
-	defer ticker.Stop()
+	// One timer, set to the next probe due (or the next status write):
+	// the monitor sleeps between probes instead of polling, which keeps
+	// it near zero CPU on a router.
+	timer := time.NewTimer(0)
+	defer timer.Stop()
 	var (
 		rebuilding    bool
 		pendingReason string
@@ -215,19 +217,20 @@ func (m *Monitor) Run(ctx context.Context, ctl Control, ready func()) error {
 			done <- rebuildResult{f, err}
 		}()
 	}
-	lastStatus := time.Time{}
+	nextStatus := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case now := <-ticker.C:
+		case now := <-timer.C:
 			if changed := m.probeDue(ctx, now); len(changed) > 0 {
 				requestRebuild(fmt.Sprintf("verdict on %v", changed))
 			}
-			if now.Sub(lastStatus) >= time.Second {
+			if !now.Before(nextStatus) {
 				m.writeStatus(now)
-				lastStatus = now
+				nextStatus = now.Add(statusEvery)
 			}
+			timer.Reset(m.nextWake(nextStatus).Sub(time.Now()))
 		case rp := <-m.replies:
 			m.recordReply(rp)
 		case reason := <-nlEvents:
@@ -238,6 +241,7 @@ func (m *Monitor) Run(ctx context.Context, ctl Control, ready func()) error {
 				m.log.Error("rebuild failed", "err", res.err)
 			} else {
 				m.setFacts(res.facts)
+				timer.Reset(0) // new links are probed at once
 			}
 			m.flush(flushing)
 			flushing = nil
@@ -248,6 +252,7 @@ func (m *Monitor) Run(ctx context.Context, ctl Control, ready func()) error {
 			}
 		case load := <-ctl.Reload:
 			m.reload(load)
+			timer.Reset(0)
 			requestRebuild("configuration reloaded")
 		case <-ctl.Dump:
 			m.dump(time.Now())
@@ -268,6 +273,18 @@ func (m *Monitor) stopScripts() {
 		<-done
 	}
 	m.stopScript()
+}
+
+// nextWake is when the loop must next look at the links: the earliest
+// probe due, or the next status write.
+func (m *Monitor) nextWake(nextStatus time.Time) time.Time {
+	next := nextStatus
+	for _, l := range m.links {
+		if l.nextDue.Before(next) {
+			next = l.nextDue
+		}
+	}
+	return next
 }
 
 func (m *Monitor) serviceNames() []string {

@@ -20,27 +20,43 @@ import (
 func main() {
 	rounds := flag.Int("rounds", 40, "rebuilds per lab size")
 	sizes := flag.String("isps", "2,4,8,16", "lab sizes (ISP counts)")
+	mon := flag.Bool("monitor", false, "measure the link monitor instead: failover, recovery, memory and CPU")
+	idle := flag.Duration("idle", 60*time.Second, "with -monitor: how long to sample memory and CPU")
 	flag.Parse()
 	if err := lab.Available(); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 		os.Exit(1)
 	}
-	if err := run(*rounds, *sizes); err != nil {
+	run := func() error { return run(*rounds, *sizes) }
+	if *mon {
+		run = func() error { return benchMonitor(*idle) }
+	}
+	if err := run(); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 		os.Exit(1)
 	}
 }
 
+// build compiles ifup-balance into a new temporary directory.
+func build() (bin, dir string, err error) {
+	dir, err = os.MkdirTemp("", "ispbalance-bench-")
+	if err != nil {
+		return "", "", err
+	}
+	bin = filepath.Join(dir, "ifup-balance")
+	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/ifup-balance").CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
+		return "", "", fmt.Errorf("building ifup-balance: %v\n%s", err, out)
+	}
+	return bin, dir, nil
+}
+
 func run(rounds int, sizes string) error {
-	dir, err := os.MkdirTemp("", "ispbalance-bench-")
+	bin, dir, err := build()
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	bin := filepath.Join(dir, "ifup-balance")
-	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/ifup-balance").CombinedOutput(); err != nil {
-		return fmt.Errorf("building ifup-balance: %v\n%s", err, out)
-	}
 	const row = "%4v  %8v  %9v  %9v  %9v  %10v  %10v\n"
 	fmt.Printf(row, "ISPs", "rebuilds", "median", "p90", "max", "pings sent", "pings lost")
 	for _, f := range strings.Split(sizes, ",") {

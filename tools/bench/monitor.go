@@ -1,0 +1,193 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ispbalance/ispbalance/internal/lab"
+	"github.com/ispbalance/ispbalance/internal/monitor"
+)
+
+// benchMonitor runs the monitor on a 4-ISP lab and prints how fast it
+// fails over and recovers and what it costs to run.
+func benchMonitor(idle time.Duration) error {
+	bin, dir, err := build()
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	const isps = 4
+	l, err := lab.New(lab.Options{Prefix: "benchm", ISPs: isps})
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	stopServer, err := l.StartServer(8080)
+	if err != nil {
+		return err
+	}
+	defer stopServer()
+	conf := filepath.Join(dir, "balance.conf")
+	var b strings.Builder
+	for k := 1; k <= isps; k++ {
+		fmt.Fprintf(&b, "ISP%d wan%d isp %s\n", k, k, l.ServerAddr())
+	}
+	b.WriteString("LAN lan1 lan\n")
+	if err := os.WriteFile(conf, []byte(b.String()), 0o644); err != nil {
+		return err
+	}
+	runDir, stateDir := filepath.Join(dir, "run"), filepath.Join(dir, "state")
+	logf, err := os.Create(filepath.Join(dir, "monitor.log"))
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	var cmd *exec.Cmd
+	err = l.Do("router", func() error {
+		cmd = exec.Command(bin, "-c", conf, "--state-dir", stateDir, "--run-dir", runDir, "monitor")
+		cmd.Stdout, cmd.Stderr = logf, logf
+		return cmd.Start()
+	})
+	if err != nil {
+		return err
+	}
+	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
+
+	allUp := func() bool {
+		snap, err := monitor.ReadSnapshot(filepath.Join(runDir, "monitor.json"))
+		if err != nil || len(snap.ISPs) != isps {
+			return false
+		}
+		for _, is := range snap.ISPs {
+			if is.State != "up" {
+				return false
+			}
+		}
+		return true
+	}
+	for start := time.Now(); !allUp(); time.Sleep(100 * time.Millisecond) {
+		if time.Since(start) > 20*time.Second {
+			return fmt.Errorf("the monitor did not report all ISPs up within 20 s")
+		}
+	}
+
+	fmt.Printf("monitor, %d ISPs, default settings, probing the internet server through each\n", isps)
+	rss0, cpu0 := usage(cmd.Process.Pid)
+	t0 := time.Now()
+	time.Sleep(idle)
+	rss1, cpu1 := usage(cmd.Process.Pid)
+	cpuShare := 100 * (cpu1 - cpu0).Seconds() / time.Since(t0).Seconds()
+
+	// One 25 s silent outage: how fast new connections avoid ISP1, then
+	// how fast ISP1 is used again after the repair. A second outage soon
+	// after would be held down longer on purpose (flap damping), so the
+	// recovery is measured on the first.
+	undo, err := l.SilentDrop(1)
+	if err != nil {
+		return err
+	}
+	outage := time.Now()
+	silent := avoid(l, outage)
+	time.Sleep(25*time.Second - time.Since(outage))
+	undo()
+	repaired := time.Now()
+	recovery := time.Duration(-1)
+	for time.Since(repaired) < 60*time.Second {
+		if k, err := l.WhichISP(1, 8080, 300*time.Millisecond); err == nil && k == 1 {
+			recovery = time.Since(repaired)
+			break
+		}
+	}
+	time.Sleep(5 * time.Second)
+	carrier, err := failover(l, func() (func() error, error) { return l.CarrierDown(1) })
+	if err != nil {
+		return err
+	}
+
+	row := "%-44s %12s %10s %12s\n"
+	fmt.Printf(row, "", "measured", "target", "original")
+	fmt.Printf(row, "failover, upstream silently dead", secs(silent), "3 s", "8.5 s")
+	fmt.Printf(row, "failover, carrier lost", secs(carrier), "0.5 s", "7.8 s")
+	fmt.Printf(row, "recovery after a 25 s outage", secs(recovery), "10 s", "about 90 s")
+	fmt.Printf(row, fmt.Sprintf("resident memory (after %v)", idle.Round(time.Second)), fmt.Sprintf("%.1f MB", float64(max(rss0, rss1))/1024), "15 MB", "")
+	fmt.Printf(row, fmt.Sprintf("CPU over %v", idle.Round(time.Second)), fmt.Sprintf("%.2f %%", cpuShare), "1 %", "")
+	return nil
+}
+
+// failover applies a fault to ISP1, measures how long until new
+// connections avoid it, undoes the fault and gives the link time to come
+// back.
+func failover(l *lab.Lab, fault func() (func() error, error)) (time.Duration, error) {
+	undo, err := fault()
+	if err != nil {
+		return 0, err
+	}
+	took := avoid(l, time.Now())
+	if err := undo(); err != nil {
+		return took, err
+	}
+	time.Sleep(15 * time.Second)
+	return took, nil
+}
+
+// avoid returns how long after start new connections stopped using ISP1:
+// the start of the first run of thirty that all succeed through other
+// ISPs (with four ISPs, thirty in a row avoid ISP1 by chance with
+// probability 0.0002).
+func avoid(l *lab.Lab, start time.Time) time.Duration {
+	streak, streakStart := 0, time.Time{}
+	for time.Since(start) < 20*time.Second {
+		begin := time.Now()
+		k, err := l.WhichISP(1, 8080, 250*time.Millisecond)
+		if err == nil && k != 1 {
+			if streak == 0 {
+				streakStart = begin
+			}
+			if streak++; streak == 30 {
+				return streakStart.Sub(start)
+			}
+			continue
+		}
+		streak = 0
+	}
+	return -1
+}
+
+func secs(d time.Duration) string {
+	if d < 0 {
+		return "never"
+	}
+	return fmt.Sprintf("%.2f s", d.Seconds())
+}
+
+// usage reads a process's resident memory (KiB) and CPU time used.
+func usage(pid int) (int, time.Duration) {
+	var rss int
+	if status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
+		for _, line := range strings.Split(string(status), "\n") {
+			if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+				rss, _ = strconv.Atoi(f[1])
+			}
+		}
+	}
+	var cpu time.Duration
+	if stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+		s := string(stat)
+		if i := strings.LastIndex(s, ")"); i >= 0 {
+			f := strings.Fields(s[i+2:])
+			if len(f) > 12 {
+				utime, _ := strconv.ParseInt(f[11], 10, 64)
+				stime, _ := strconv.ParseInt(f[12], 10, 64)
+				// USER_HZ is 100 on Linux.
+				cpu = time.Duration(utime+stime) * 10 * time.Millisecond
+			}
+		}
+	}
+	return rss, cpu
+}
