@@ -435,6 +435,14 @@ func TestMonitorInstanceStatusAndReload(t *testing.T) {
 	if !strings.Contains(js, `"loss_percent"`) || !strings.Contains(js, `"services"`) {
 		t.Errorf("-s --json lacks fields:\n%s", js)
 	}
+	// SIGUSR1 logs everything about each connection, as lsm does.
+	pidData0, _ := os.ReadFile(filepath.Join(r.runDir(), "monitor.pid"))
+	pid0, _ := strconv.Atoi(strings.TrimSpace(string(pidData0)))
+	syscall.Kill(pid0, syscall.SIGUSR1)
+	time.Sleep(300 * time.Millisecond)
+	if log, _ := os.ReadFile(filepath.Join(r.dir, "monitor.log")); !strings.Contains(string(log), "msg=connection isp=ISP2") || !strings.Contains(string(log), "cons_miss=") {
+		t.Errorf("SIGUSR1 did not log a per-connection dump:\n%s", log)
+	}
 	// A bad configuration on reload is reported; the monitor keeps going.
 	r.writeConf("ISP1 wan1 isp 203.0.113.10\nISP2 wan2 isp\nLAN lan1 lan\nmax_packet_loss=lots\n")
 	pidData, _ := os.ReadFile(filepath.Join(r.runDir(), "monitor.pid"))

@@ -1,0 +1,100 @@
+package monitor
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/ispbalance/ispbalance/internal/lsm"
+)
+
+// TestResolveTargets: literal addresses are used as they are, host names
+// are looked up and looked up again after resolveEvery, the gateway is
+// probed when no target is configured or none resolves, each with a
+// warning for the status.
+func TestResolveTargets(t *testing.T) {
+	answers := map[string][]netip.Addr{"probe.example": {netip.MustParseAddr("192.0.2.7")}}
+	lookups := 0
+	m := New(Options{Default: lsm.Defaults(), Resolve: func(_ context.Context, host string) ([]netip.Addr, error) {
+		lookups++
+		if a, ok := answers[host]; ok {
+			return a, nil
+		}
+		return nil, errors.New("no such host")
+	}}, nil)
+	gw := netip.MustParseAddr("100.64.1.1")
+	now := time.Now()
+	l := &link{target: Target{Gateway: gw, Ping: []string{"198.51.100.9", "probe.example"}}}
+	m.resolve(context.Background(), l, now)
+	if want := []netip.Addr{netip.MustParseAddr("198.51.100.9"), netip.MustParseAddr("192.0.2.7")}; !slices.Equal(l.dsts, want) || l.warning != "" {
+		t.Errorf("targets %v (warning %q), want %v", l.dsts, l.warning, want)
+	}
+	answers["probe.example"] = []netip.Addr{netip.MustParseAddr("192.0.2.8")}
+	m.resolve(context.Background(), l, now.Add(time.Minute))
+	if lookups != 1 {
+		t.Errorf("looked up again after a minute (%d lookups)", lookups)
+	}
+	m.resolve(context.Background(), l, now.Add(resolveEvery+time.Second))
+	if !slices.Contains(l.dsts, netip.MustParseAddr("192.0.2.8")) {
+		t.Errorf("a changed address was not followed: %v", l.dsts)
+	}
+
+	none := &link{target: Target{Gateway: gw}}
+	m.resolve(context.Background(), none, now)
+	if !slices.Equal(none.dsts, []netip.Addr{gw}) || none.warning == "" {
+		t.Errorf("no ping column: targets %v warning %q, want the gateway with a warning", none.dsts, none.warning)
+	}
+	dead := &link{target: Target{Gateway: gw, Ping: []string{"nowhere.example"}}}
+	m.resolve(context.Background(), dead, now)
+	if !slices.Equal(dead.dsts, []netip.Addr{gw}) || dead.warning == "" {
+		t.Errorf("unresolvable target: %v warning %q, want the gateway with a warning", dead.dsts, dead.warning)
+	}
+}
+
+func TestDirectoryScripts(t *testing.T) {
+	dir := t.TempDir()
+	for name, mode := range map[string]os.FileMode{
+		"20-second": 0o755, "10-first": 0o755, "30-not-executable": 0o644,
+		"40-backup~": 0o755, "50-x.bak": 0o755, "60-x.dpkg-old": 0o755, "#70-x": 0o755, ".hidden": 0o755,
+	} {
+		os.WriteFile(filepath.Join(dir, name), []byte("#!/bin/sh\n"), mode)
+	}
+	os.Mkdir(filepath.Join(dir, "80-dir"), 0o755)
+	got := directoryScripts(dir)
+	want := []string{filepath.Join(dir, "10-first"), filepath.Join(dir, "20-second")}
+	if !slices.Equal(got, want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+	if directoryScripts(filepath.Join(dir, "missing")) != nil {
+		t.Errorf("a missing directory lists scripts")
+	}
+}
+
+// TestRunsScriptsWithLimit: a script is killed at its time limit, and
+// others of the same event run meanwhile with lsm's 16 arguments.
+func TestRunsScriptsWithLimit(t *testing.T) {
+	dir := t.TempDir()
+	downD := filepath.Join(dir, "down.d")
+	os.Mkdir(downD, 0o755)
+	out := filepath.Join(dir, "out")
+	os.WriteFile(filepath.Join(downD, "00-hang"), []byte("#!/bin/sh\nsleep 30\n"), 0o755)
+	os.WriteFile(filepath.Join(downD, "10-count"), []byte("#!/bin/sh\necho $# $1 $2 > "+out+"\n"), 0o755)
+	m := New(Options{ScriptDir: dir, ScriptTimeout: 300 * time.Millisecond}, nil)
+	m.scriptCtx, m.stopScript = context.WithCancel(context.Background())
+	defer m.stopScript()
+	start := time.Now()
+	m.runEventScripts(lsm.Event{Name: "CABLE", State: lsm.Down, Prev: lsm.Up, Time: start})
+	m.scripts.Wait()
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("waiting for scripts took %v; the hanging one was not stopped at its limit", took)
+	}
+	data, err := os.ReadFile(out)
+	if err != nil || string(data) != "16 down CABLE\n" {
+		t.Errorf("script output %q, %v; want 16 arguments, down, CABLE", data, err)
+	}
+}
