@@ -440,7 +440,7 @@ func TestMonitorInstanceStatusAndReload(t *testing.T) {
 	pid0, _ := strconv.Atoi(strings.TrimSpace(string(pidData0)))
 	syscall.Kill(pid0, syscall.SIGUSR1)
 	time.Sleep(300 * time.Millisecond)
-	if log, _ := os.ReadFile(filepath.Join(r.dir, "monitor.log")); !strings.Contains(string(log), "msg=connection isp=ISP2") || !strings.Contains(string(log), "cons_miss=") {
+	if log, _ := os.ReadFile(filepath.Join(r.dir, "monitor.log")); !strings.Contains(string(log), "msg=connection component=monitor isp=ISP2") || !strings.Contains(string(log), "cons_miss=") {
 		t.Errorf("SIGUSR1 did not log a per-connection dump:\n%s", log)
 	}
 	// A bad configuration on reload is reported; the monitor keeps going.
