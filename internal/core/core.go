@@ -305,7 +305,8 @@ func Status(opts Options) (render.StatusReport, error) {
 		return report, err
 	}
 	if report.Firewall, err = apply.FirewallStatus(f.Plan.Firewall); err != nil {
-		return report, err
+		// Reading the firewall needs root; the rest of the status does not.
+		report.Firewall = fmt.Sprintf("unknown (%v)", err)
 	}
 	for _, s := range f.Config.Services {
 		l := f.Links[s.Device]

@@ -506,6 +506,27 @@ func TestPlainRunStartsMonitor(t *testing.T) {
 	if alive(pid) {
 		t.Errorf("monitor pid %d still runs after -k", pid)
 	}
+	// stop also stops a running monitor, which would otherwise put the
+	// balancing back at its next verdict.
+	if out, err := r.lab.Exec("router", common...); err != nil {
+		t.Fatalf("plain run: %v\n%s", err, out)
+	}
+	for start := time.Now(); time.Since(start) < 5*time.Second; time.Sleep(50 * time.Millisecond) {
+		if data, _ := os.ReadFile(pidFile); strings.TrimSpace(string(data)) != strconv.Itoa(pid) && strings.TrimSpace(string(data)) != "" {
+			break
+		}
+	}
+	data, _ := os.ReadFile(pidFile)
+	pid, _ = strconv.Atoi(strings.TrimSpace(string(data)))
+	if out, err := r.lab.Exec("router", append(common, "stop")...); err != nil {
+		t.Fatalf("stop: %v\n%s", err, out)
+	}
+	if alive(pid) {
+		t.Errorf("monitor pid %d still runs after stop", pid)
+	}
+	if out := r.sh("router", "ip", "rule"); strings.Contains(out, "lookup 4200") {
+		t.Errorf("rules left after stop:\n%s", out)
+	}
 }
 
 // alive reports whether pid runs: a zombie (exited, not yet reaped by
