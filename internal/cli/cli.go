@@ -177,6 +177,12 @@ func Run(ctx context.Context, env Env) int {
 		}
 		return 0
 	case command == "stop":
+		// A running monitor would put everything back at its next verdict.
+		if runningMonitor(monitorPidFile(opts.RunDir)) > 0 {
+			if err := killMonitor(opts.RunDir); err != nil {
+				return fail(err)
+			}
+		}
 		if err := core.Stop(ctx, opts, *f.flush || *f.flushLong); err != nil {
 			return fail(err)
 		}
