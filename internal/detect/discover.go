@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/vishvananda/netlink"
 )
@@ -86,15 +87,29 @@ func Discover(reqs []Request, opts Options) (map[string]Link, error) {
 
 	v := newView(links, addrs, routes)
 	leases := newLeaseSource(opts.Root)
+	nm := newNMSource(opts.Handle == nil)
+	defer nm.close()
+	now := time.Now()
 	out := make(map[string]Link, len(reqs))
 	for _, req := range reqs {
 		l, facts := v.describe(req)
+		if l.Present {
+			var warning string
+			facts.Hook, facts.HookFrom, warning = hookGateway(opts.Root, l.Kernel, l.Addr, now)
+			if warning != "" {
+				l.Warnings = append(l.Warnings, warning)
+			}
+		}
 		l.Gateway, l.GatewayFrom = chooseGateway(facts)
+		if l.Present && needsLease(l.GatewayFrom) {
+			facts.NM = nm.gateway(l.Kernel)
+			l.Gateway, l.GatewayFrom = chooseGateway(facts)
+		}
 		if l.Present && needsLease(l.GatewayFrom) {
 			files, warnings := leases.candidates(l.Kernel, l.Index)
 			var more []string
 			facts.Lease, facts.LeasePath, more = pickLease(files, l.Kernel, l.Addr.Addr())
-			l.Warnings = append(warnings, more...)
+			l.Warnings = append(append(l.Warnings, warnings...), more...)
 			l.Gateway, l.GatewayFrom = chooseGateway(facts)
 		}
 		out[req.Device] = l

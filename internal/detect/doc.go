@@ -6,5 +6,9 @@
 // Interface facts come from three netlink dumps per call (links, IPv4
 // addresses, main-table routes), never from parsing `ip` output, so one
 // discovery stays cheap enough to run on every rebuild. DHCP lease files are
-// read only for devices whose gateway cannot be learnt from the kernel.
+// read only for devices whose gateway cannot be learnt from the kernel,
+// after asking NetworkManager over D-Bus when it runs (with a short time
+// budget, and not at all when there is no system bus). What ispbalance's
+// own hooks were last told about a lease (HookLeaseDir) comes before the
+// kernel's routes, which a DHCP client may have left stale.
 package detect

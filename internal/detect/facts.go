@@ -18,6 +18,9 @@ const (
 	FromPeer        = "peer"
 	FromLeasePrefix = "lease:"
 	FromGuess       = "guess"
+	// FromHookPrefix is followed by the hook that told us ("hook:dhclient RENEW").
+	FromHookPrefix     = "hook:"
+	FromNetworkManager = "networkmanager"
 )
 
 // Reasons for Present == false, as reported in Link.Problem.
@@ -250,6 +253,9 @@ func isDefault(n *net.IPNet) bool {
 // gatewayFacts holds every gateway candidate for one device, in the raw.
 type gatewayFacts struct {
 	Config    netip.Addr   // the configuration's GATEWAY column
+	Hook      netip.Addr   // from a hook's lease record
+	HookFrom  string       // which hook recorded it
+	NM        netip.Addr   // from NetworkManager over D-Bus
 	Route     netip.Addr   // from a main-table route
 	Peer      netip.Addr   // point-to-point peer
 	Lease     netip.Addr   // from a DHCP lease
@@ -258,7 +264,10 @@ type gatewayFacts struct {
 }
 
 // chooseGateway applies the original's order: configuration, route, peer,
-// lease, then a guess at the subnet's first host. Only the configuration is
+// lease, then a guess at the subnet's first host; a hook's record of the
+// current lease comes right after the configuration (it is newer than any
+// route a DHCP client left behind), and NetworkManager's word right before
+// the lease files (it is what they would say, only fresher). Only the configuration is
 // trusted blindly; any discovered candidate equal to the device's own
 // address is nonsense (a misconfigured route or a hostile lease) and is
 // passed over.
@@ -269,10 +278,14 @@ func chooseGateway(f gatewayFacts) (netip.Addr, string) {
 	own := f.Addr.Addr()
 	usable := func(a netip.Addr) bool { return a.IsValid() && a != own }
 	switch {
+	case usable(f.Hook):
+		return f.Hook, FromHookPrefix + f.HookFrom
 	case usable(f.Route):
 		return f.Route, FromRoute
 	case usable(f.Peer):
 		return f.Peer, FromPeer
+	case usable(f.NM):
+		return f.NM, FromNetworkManager
 	case usable(f.Lease):
 		return f.Lease, FromLeasePrefix + f.LeasePath
 	}
