@@ -20,15 +20,7 @@ func printStatus(env Env, opts core.Options, asJSON bool) error {
 	if pid := runningMonitor(monitorPidFile(opts.RunDir)); pid > 0 {
 		report.Monitor = &render.MonitorStatus{PID: pid}
 		if snap, err := monitor.ReadSnapshot(filepath.Join(opts.RunDir, "monitor.json")); err == nil {
-			report.Monitor.Started = snap.Started
-			for _, is := range snap.ISPs {
-				mi := render.MonitorISP{Service: is.Service, State: is.State, Since: is.Since, Probing: is.Probing,
-					LossPercent: is.LossPercent, AvgRTTms: is.AvgRTTms, Warning: is.Warning}
-				for _, t := range is.Targets {
-					mi.Targets = append(mi.Targets, render.MonitorTarget{Addr: t.Addr, Last: t.Last})
-				}
-				report.Monitor.ISPs = append(report.Monitor.ISPs, mi)
-			}
+			report.Monitor.Started, report.Monitor.ISPs = snap.Started, snap.ISPs
 		}
 	}
 	if asJSON {

@@ -153,3 +153,31 @@ func (l *Lab) WhichISP(lan, port int, timeout time.Duration) (int, error) {
 	}
 	return k, nil
 }
+
+// FirstStreak opens connections from LAN host lan to the server's port,
+// one after another, until n in a row succeed through an ISP that ok
+// accepts. It returns when the first of those began, counted from start:
+// how long after an event (a fault, a rebuild) new connections behave as
+// wanted. Requiring a run of n keeps a lucky random choice from counting.
+func (l *Lab) FirstStreak(lan, port, n int, ok func(isp int) bool, start time.Time, limit, timeout time.Duration) (time.Duration, error) {
+	streak, streakStart := 0, time.Time{}
+	for time.Since(start) < limit {
+		begin := time.Now()
+		k, err := l.WhichISP(lan, port, timeout)
+		if err == nil && ok(k) {
+			if streak == 0 {
+				streakStart = begin
+			}
+			if streak++; streak == n {
+				return streakStart.Sub(start), nil
+			}
+			continue
+		}
+		streak = 0
+		if err == nil {
+			// A wrong ISP answers at once; do not spin.
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	return 0, fmt.Errorf("no %d connections in a row behaved as wanted within %v", n, limit)
+}

@@ -115,26 +115,11 @@ func (r *router) waitMonitor(service, want string, limit time.Duration) {
 // how long after start the first of them began.
 func (r *router) allVia(k, n int, start time.Time, limit time.Duration) time.Duration {
 	r.t.Helper()
-	streak, streakStart := 0, time.Time{}
-	for time.Since(start) < limit {
-		begin := time.Now()
-		got, err := r.lab.WhichISP(1, serverPort, 250*time.Millisecond)
-		if err == nil && got == k {
-			if streak == 0 {
-				streakStart = begin
-			}
-			if streak++; streak == n {
-				return streakStart.Sub(start)
-			}
-			continue
-		}
-		streak = 0
-		if err == nil {
-			time.Sleep(10 * time.Millisecond)
-		}
+	took, err := r.lab.FirstStreak(1, serverPort, n, func(isp int) bool { return isp == k }, start, limit, 250*time.Millisecond)
+	if err != nil {
+		r.t.Fatalf("connections via ISP%d: %v", k, err)
 	}
-	r.t.Fatalf("connections did not all leave via ISP%d within %v", k, limit)
-	return 0
+	return took
 }
 
 // TestMonitorSilentFailure: ISP1's upstream drops everything while its

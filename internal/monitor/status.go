@@ -11,33 +11,16 @@ import (
 
 	kn "github.com/ispbalance/ispbalance/internal/kernelnames"
 	"github.com/ispbalance/ispbalance/internal/lsm"
+	"github.com/ispbalance/ispbalance/internal/render"
 )
 
-// Snapshot is what the monitor publishes for `ifup-balance -s`.
+// Snapshot is what the monitor publishes for `ifup-balance -s`, in the
+// status table's own terms.
 type Snapshot struct {
-	PID     int         `json:"pid"`
-	Started time.Time   `json:"started"`
-	Written time.Time   `json:"written"`
-	ISPs    []ISPStatus `json:"isps"`
-}
-
-// ISPStatus is one ISP as the monitor sees it.
-type ISPStatus struct {
-	Service     string         `json:"service"`
-	Device      string         `json:"device"`
-	State       string         `json:"state"`
-	Since       time.Time      `json:"since"`
-	Probing     bool           `json:"probing"`
-	LossPercent float64        `json:"loss_percent"`
-	AvgRTTms    float64        `json:"avg_rtt_ms"`
-	Targets     []TargetStatus `json:"targets"`
-	Warning     string         `json:"warning,omitempty"`
-}
-
-// TargetStatus is one probe target's latest result.
-type TargetStatus struct {
-	Addr string `json:"addr"`
-	Last string `json:"last"`
+	PID     int                 `json:"pid"`
+	Started time.Time           `json:"started"`
+	Written time.Time           `json:"written"`
+	ISPs    []render.MonitorISP `json:"isps"`
 }
 
 func (m *Monitor) snapshot(now time.Time) Snapshot {
@@ -45,13 +28,13 @@ func (m *Monitor) snapshot(now time.Time) Snapshot {
 	for _, name := range m.serviceNames() {
 		l := m.links[name]
 		st := l.window.Stats(now)
-		is := ISPStatus{Service: name, Device: l.target.Device, State: l.state.State.String(), Since: l.since,
+		is := render.MonitorISP{Service: name, Device: l.target.Device, State: l.state.State.String(), Since: l.since,
 			Probing: l.conn != nil, AvgRTTms: float64(st.AvgRTT.Microseconds()) / 1000, Warning: l.warning}
 		if st.Used > 0 {
 			is.LossPercent = 100 * float64(st.Timeout) / float64(st.Used)
 		}
 		for _, dst := range l.dsts {
-			ts := TargetStatus{Addr: dst.String(), Last: "not probed yet"}
+			ts := render.MonitorTarget{Addr: dst.String(), Last: "not probed yet"}
 			if r := l.results[dst]; r != nil && !r.SentAt.IsZero() {
 				switch {
 				case r.Replied:

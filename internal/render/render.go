@@ -295,9 +295,11 @@ type MonitorStatus struct {
 	ISPs    []MonitorISP `json:"isps"`
 }
 
-// MonitorISP is one ISP as the monitor sees it.
+// MonitorISP is one ISP as the monitor sees it; the monitor publishes
+// its snapshot in this form.
 type MonitorISP struct {
 	Service     string          `json:"service"`
+	Device      string          `json:"device"`
 	State       string          `json:"state"`
 	Since       time.Time       `json:"since"`
 	Probing     bool            `json:"probing"`

@@ -139,24 +139,13 @@ func failover(l *lab.Lab, fault func() (func() error, error)) (time.Duration, er
 // avoid returns how long after start new connections stopped using ISP1:
 // the start of the first run of thirty that all succeed through other
 // ISPs (with four ISPs, thirty in a row avoid ISP1 by chance with
-// probability 0.0002).
+// probability 0.0002), or -1 if that never happened.
 func avoid(l *lab.Lab, start time.Time) time.Duration {
-	streak, streakStart := 0, time.Time{}
-	for time.Since(start) < 20*time.Second {
-		begin := time.Now()
-		k, err := l.WhichISP(1, 8080, 250*time.Millisecond)
-		if err == nil && k != 1 {
-			if streak == 0 {
-				streakStart = begin
-			}
-			if streak++; streak == 30 {
-				return streakStart.Sub(start)
-			}
-			continue
-		}
-		streak = 0
+	took, err := l.FirstStreak(1, 8080, 30, func(isp int) bool { return isp != 1 }, start, 20*time.Second, 250*time.Millisecond)
+	if err != nil {
+		return -1
 	}
-	return -1
+	return took
 }
 
 func secs(d time.Duration) string {
