@@ -8,15 +8,21 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/ispbalance/ispbalance/internal/core"
 	"github.com/ispbalance/ispbalance/internal/detect"
+	"github.com/ispbalance/ispbalance/internal/monitor"
 	"github.com/ispbalance/ispbalance/internal/state"
 )
 
 // Version is set at build time with -ldflags "-X ...cli.Version=...".
 var Version = "0.1.0-dev"
+
+// eventScriptLimit bounds each event script run for an lsm event.
+const eventScriptLimit = 30 * time.Second
 
 // ConfigEnv names the environment variable that points every entry point
 // at a configuration file, like -c.
@@ -194,6 +200,13 @@ func Run(ctx context.Context, env Env) int {
 	}
 	if _, err := core.Rebuild(ctx, opts, up, *f.flush || *f.flushLong); err != nil {
 		return fail(err)
+	}
+	if up.Event != nil {
+		// An event from an external lsm runs balance/lsm/<state>.d/ with
+		// the arguments lsm gave, as the original did; the bundled monitor
+		// runs them itself.
+		scriptDir := filepath.Join(filepath.Dir(opts.ConfigPath), "balance", "lsm")
+		monitor.RunEventScripts(ctx, scriptDir, string(up.Event.Verdict), positional, eventScriptLimit, opts.Log)
 	}
 	// A plain run restarts monitoring, as the original did; naming ISPs
 	// or passing an lsm event leaves the monitor as it is.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"os/user"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -398,5 +399,21 @@ func TestFlushClearsOthers(t *testing.T) {
 	r.mustRun("stop", "-f")
 	if save := r.sh("router", "iptables-save"); strings.Contains(save, "LATER") || strings.Contains(save, "ISPB-") {
 		t.Errorf("stop -f left chains:\n%s", save)
+	}
+}
+
+// TestLSMEventRunsScripts: an event delivered the way an external lsm
+// delivers it (`ifup-balance down NAME` and lsm's other arguments) runs
+// balance/lsm/down.d/ with those arguments, as the original did.
+func TestLSMEventRunsScripts(t *testing.T) {
+	r := newRouter(t, lab.Options{Prefix: "lsmev"}, ispConf(1, 1))
+	got := filepath.Join(r.dir, "got")
+	r.writeRules("lsm/down.d", "10-record", "#!/bin/sh\necho \"$@\" > "+got+"\n")
+	os.Chmod(filepath.Join(r.dir, "balance", "lsm", "down.d", "10-record"), 0o755)
+	r.mustRun()
+	r.mustRun("down", "ISP2", "203.0.113.10", "wan2")
+	data, err := os.ReadFile(got)
+	if err != nil || strings.TrimSpace(string(data)) != "down ISP2 203.0.113.10 wan2" {
+		t.Errorf("event script got %q, %v", data, err)
 	}
 }

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/ispbalance/ispbalance/internal/lsm"
 )
@@ -126,4 +128,22 @@ func (m *Monitor) mail(to string, ev lsm.Event) {
 		}
 		return
 	}
+}
+
+// RunEventScripts runs the executables of scriptDir/<state>.d with args,
+// for an event that an external lsm delivers as `ifup-balance down NAME
+// ...`, as the original did. They run side by side, each with the time
+// limit; it returns when all have ended.
+func RunEventScripts(ctx context.Context, scriptDir, state string, args []string, limit time.Duration, log *slog.Logger) {
+	m := New(Options{ScriptTimeout: limit, Log: log}, nil)
+	m.scriptCtx, m.stopScript = context.WithCancel(ctx)
+	defer m.stopScript()
+	for _, path := range directoryScripts(filepath.Join(scriptDir, state+".d")) {
+		m.scripts.Add(1)
+		go func() {
+			defer m.scripts.Done()
+			m.runScript(lsm.Command{Path: path, Args: args})
+		}()
+	}
+	m.scripts.Wait()
 }
