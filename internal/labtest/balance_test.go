@@ -1,8 +1,12 @@
 package labtest
 
 import (
+	"bufio"
 	"math"
+	"net/netip"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/ispbalance/ispbalance/internal/lab"
 )
@@ -41,5 +45,41 @@ func TestBalanceByWeight(t *testing.T) {
 				t.Errorf("%d connections left by no known ISP", counts[0])
 			}
 		})
+	}
+}
+
+// TestAliasISP: two ISPs on one router device, the second as an address
+// label (wan1:0) with its own gateway. Connections are balanced over
+// both, each leaving with its own ISP's address, and a connection to the
+// alias's address is answered.
+func TestAliasISP(t *testing.T) {
+	r := newRouter(t, lab.Options{Prefix: "alias", ISPs: 1}, "CABLE wan1 isp\nFIBER wan1:0 isp default 1 100.64.5.1\nLAN lan1 lan\n")
+	// ISP1's namespace also plays FIBER: a second subnet on the same
+	// link, allowed through its spoof filter and routed back to.
+	r.sh("isp1", "ip", "addr", "add", "100.64.5.1/24", "dev", "down0")
+	r.sh("isp1", "iptables", "-I", "FORWARD", "-i", "down0", "-s", "100.64.5.0/24", "-j", "ACCEPT")
+	r.sh("inet", "ip", "route", "add", "100.64.5.0/24", "via", "198.51.100.1")
+	r.sh("router", "ip", "addr", "add", "100.64.5.2/24", "dev", "wan1", "label", "wan1:0")
+	r.startServer()
+	r.mustRun()
+	seen := map[string]int{}
+	for i := 0; i < 400; i++ {
+		c, err := r.lab.DialTCP("lan1", netip.AddrPortFrom(r.lab.ServerAddr(), serverPort), 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		line, err := bufio.NewReader(c).ReadString('\n')
+		c.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen[strings.TrimSpace(line)]++
+	}
+	t.Logf("sources seen by the server: %v", seen)
+	if len(seen) != 2 || seen["100.64.1.2"] < 150 || seen["100.64.5.2"] < 150 {
+		t.Errorf("want about half of 400 connections from each of 100.64.1.2 and 100.64.5.2, got %v", seen)
+	}
+	if _, err := r.lab.Exec("inet", "ping", "-c1", "-W1", "100.64.5.2"); err != nil {
+		t.Errorf("the alias address does not answer from the internet: %v", err)
 	}
 }

@@ -269,14 +269,19 @@ func natTable(p Plan, u *userRules) Table {
 	// ispbalance's masquerading.
 	post := Chain{Name: kn.ChainPostrouting, Rules: userJump(u, "nat", "POSTROUTING")}
 	if len(p.LANs) > 0 {
+		// An alias ISP shares its device with another ISP: MASQUERADE would
+		// pick the device's primary address, so its connections (known by
+		// their mark) get its own address, before the device's general
+		// MASQUERADE can take them.
 		for _, isp := range p.ISPs {
 			if isp.Alias {
-				// MASQUERADE would pick the device's primary address, not
-				// the alias's, so name the address.
 				post.Rules = append(post.Rules, r("-o", isp.Kernel, "-m", "mark", "--mark", markArg(isp.Mark), "-j", "SNAT", "--to-source", isp.Addr.Addr().String()))
-				continue
 			}
-			post.Rules = append(post.Rules, r("-o", isp.Kernel, "-j", "MASQUERADE"))
+		}
+		for _, isp := range p.ISPs {
+			if !isp.Alias {
+				post.Rules = append(post.Rules, r("-o", isp.Kernel, "-j", "MASQUERADE"))
+			}
 		}
 	}
 	chains := append([]Chain{post}, u.userChains("nat")...)
