@@ -269,10 +269,11 @@ func natTable(p Plan, u *userRules) Table {
 	// ispbalance's masquerading.
 	post := Chain{Name: kn.ChainPostrouting, Rules: userJump(u, "nat", "POSTROUTING")}
 	if len(p.LANs) > 0 {
-		// An alias ISP shares its device with another ISP: MASQUERADE would
-		// pick the device's primary address, so its connections (known by
-		// their mark) get its own address, before the device's general
-		// MASQUERADE can take them.
+		// An alias ISP shares its device with another ISP. MASQUERADE picks
+		// the device address in the gateway's subnet, which is right only
+		// while the gateway lies in one; naming the alias's address for its
+		// connections (known by their mark), ahead of the device's general
+		// MASQUERADE, keeps it right for on-link gateways outside it too.
 		for _, isp := range p.ISPs {
 			if isp.Alias {
 				post.Rules = append(post.Rules, r("-o", isp.Kernel, "-m", "mark", "--mark", markArg(isp.Mark), "-j", "SNAT", "--to-source", isp.Addr.Addr().String()))
