@@ -83,3 +83,21 @@ func TestAliasISP(t *testing.T) {
 		t.Errorf("the alias address does not answer from the internet: %v", err)
 	}
 }
+
+// TestPointToPointISP: an ISP whose address is a /32 with a peer (as PPP
+// links have it) gets the peer as gateway and carries its share.
+func TestPointToPointISP(t *testing.T) {
+	r := newRouter(t, lab.Options{Prefix: "ptp"}, ispConf(1, 1))
+	r.sh("router", "ip", "addr", "flush", "dev", "wan2")
+	r.sh("router", "ip", "addr", "add", "100.64.2.2", "peer", "100.64.2.1/32", "dev", "wan2")
+	r.startServer()
+	out := r.mustRun("-d")
+	if !strings.Contains(out, "ip route replace default via 100.64.2.1 dev wan2 onlink table 4202") {
+		t.Errorf("the peer is not the gateway of a point-to-point ISP:\n%s", out)
+	}
+	r.mustRun()
+	counts := r.shares(1, 400)
+	if counts[1] < 150 || counts[2] < 150 {
+		t.Errorf("connections per ISP %v, want about 200 each", counts)
+	}
+}
