@@ -417,3 +417,26 @@ func TestLSMEventRunsScripts(t *testing.T) {
 		t.Errorf("event script got %q, %v", data, err)
 	}
 }
+
+// TestMissingDeviceSkipped: a configured ISP whose device does not exist
+// is skipped with a warning; the others balance; once the device appears,
+// the next rebuild includes it.
+func TestMissingDeviceSkipped(t *testing.T) {
+	r := newRouter(t, lab.Options{Prefix: "miss"}, "ISP1 wan1 isp\nISP2 wan2 isp\nLAN lan1 lan\n")
+	r.sh("router", "ip", "link", "set", "wan2", "name", "later2")
+	r.startServer()
+	out := r.mustRun()
+	if !strings.Contains(out, "skipped") || !strings.Contains(out, "wan2") {
+		t.Errorf("no warning about the missing device:\n%s", out)
+	}
+	if c := r.shares(1, 50); c[1] != 50 {
+		t.Errorf("with ISP2's device missing: %v, want all via ISP1", c)
+	}
+	r.sh("router", "ip", "link", "set", "later2", "down")
+	r.sh("router", "ip", "link", "set", "later2", "name", "wan2")
+	r.sh("router", "ip", "link", "set", "wan2", "up")
+	r.mustRun()
+	if c := r.shares(1, 200); c[2] < 60 {
+		t.Errorf("after the device appeared: %v, want ISP2 balanced in", c)
+	}
+}
