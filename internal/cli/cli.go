@@ -37,6 +37,10 @@ const usage = `Usage:
   ifup-balance migrate FILE.pl            print a rule file equivalent to a Perl rule file
   ifup-balance [options] monitor [--lsm-config FILE]
                                          run the link monitor in the foreground
+  ifup-balance [options] hook SOURCE [ARGS...]
+                                         a network-stack hook's event (ifupdown, dhclient,
+                                         dhcpcd, networkmanager, networkd-dispatcher,
+                                         ifup-local, ifdown-local); always exits 0
 
 Options:
   -c FILE       configuration file (also $ISPBALANCE_CONFIG); default by layout:
@@ -195,6 +199,8 @@ func Run(ctx context.Context, env Env) int {
 		return 0
 	case command == "monitor":
 		return runMonitor(ctx, env, opts, *f.lsmConfig)
+	case command == "hook":
+		return runHook(ctx, env, opts, *f.root, *f.verbose, positional[1:])
 	case command == "migrate":
 		return runMigrate(env, positional[1])
 	}
@@ -232,7 +238,7 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 		}
 		positional = append(positional, args[0])
 		switch args[0] {
-		case "up", "down", "long_down":
+		case "up", "down", "long_down", "hook":
 			return append(positional, args[1:]...), nil
 		}
 		args = args[1:]
@@ -261,6 +267,9 @@ func parsePositional(args []string) (core.UpSet, string, error) {
 			return core.UpSet{}, "", fmt.Errorf("stop takes no arguments, got %q", strings.Join(args[1:], " "))
 		}
 		return core.UpSet{}, "stop", nil
+	case "hook":
+		// Hooks report problems in their log, never by failing.
+		return core.UpSet{}, "hook", nil
 	case "up", "down", "long_down":
 		if len(args) < 2 {
 			return core.UpSet{}, "", fmt.Errorf("%s needs a service name", args[0])

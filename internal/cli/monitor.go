@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ispbalance/ispbalance/internal/config"
 	"github.com/ispbalance/ispbalance/internal/core"
 	"github.com/ispbalance/ispbalance/internal/monitor"
 )
@@ -68,6 +70,13 @@ func runningMonitor(path string) int {
 // runMonitor is `ifup-balance monitor`: the lsm-compatible monitor in the
 // foreground, for systemd or the background start below.
 func runMonitor(ctx context.Context, env Env, opts core.Options, lsmConfig string) int {
+	// Signals are caught before the pid file names us: a hook that finds
+	// the pid and sends SIGUSR2 at once must not kill a starting monitor.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGUSR2)
+	defer signal.Stop(sigs)
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
 	lock, err := lockPidFile(monitorPidFile(opts.RunDir))
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "ifup-balance: %v\n", err)
@@ -76,26 +85,32 @@ func runMonitor(ctx context.Context, env Env, opts core.Options, lsmConfig strin
 	defer lock.release()
 	// The monitor's log is its record of verdicts and rebuilds: info level.
 	opts.Log = slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if !waitForISPs(ctx, opts, sigs) {
+		return 0
+	}
 	mo, err := core.MonitorOptions(opts, lsmConfig)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "ifup-balance: %v\n", err)
 		return 1
 	}
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
-	ctl := monitor.Control{Reload: make(chan func() (monitor.Options, error), 1), Dump: make(chan struct{}, 1)}
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR1)
-	defer signal.Stop(sigs)
+	ctl := monitor.Control{Reload: make(chan func() (monitor.Options, error), 1), Dump: make(chan struct{}, 1),
+		Rebuild: make(chan string, 1)}
 	go func() {
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case s := <-sigs:
-				if s == syscall.SIGHUP {
+				switch s {
+				case syscall.SIGHUP:
 					ctl.Reload <- func() (monitor.Options, error) { return core.MonitorOptions(opts, lsmConfig) }
-				} else {
+				case syscall.SIGUSR2:
+					// A hook's nudge; one waiting request covers any number.
+					select {
+					case ctl.Rebuild <- "hook event (SIGUSR2)":
+					default:
+					}
+				default:
 					ctl.Dump <- struct{}{}
 				}
 			}
@@ -109,6 +124,40 @@ func runMonitor(ctx context.Context, env Env, opts core.Options, lsmConfig strin
 		return 1
 	}
 	return 0
+}
+
+// waitForISPs keeps a monitor whose balance.conf has no ISP services (the
+// package's default, all commented) idle: ready for systemd, changing
+// nothing, until SIGHUP finds some. Exiting instead would make a
+// Type=notify service fail and restart in a loop. It returns false when
+// the monitor is stopped while idle. A configuration that does not parse
+// is left to the normal start, which reports it.
+func waitForISPs(ctx context.Context, opts core.Options, sigs <-chan os.Signal) bool {
+	idle := false
+	for {
+		cfg, err := config.Load(opts.ConfigPath)
+		switch {
+		case err == nil && len(cfg.ISPs()) > 0:
+			if idle {
+				opts.Log.Info("ISP services configured: monitoring", "config", opts.ConfigPath)
+			}
+			return true
+		case err != nil && !errors.Is(err, fs.ErrNotExist):
+			return true
+		case !idle:
+			opts.Log.Info("no ISP services in the configuration: idle, changing nothing, until reloaded (SIGHUP)", "config", opts.ConfigPath)
+			sdNotify("READY=1")
+			idle = true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case s := <-sigs:
+			if s != syscall.SIGHUP {
+				continue // nothing to dump, nothing to rebuild
+			}
+		}
+	}
 }
 
 // sdNotify tells systemd about readiness when it started us with

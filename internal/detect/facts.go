@@ -48,6 +48,13 @@ func splitDevice(dev string) (kernel, label string) {
 	return name, ""
 }
 
+// KernelName is the kernel link a configured device name refers to:
+// "eth3" for the alias "eth3:0", "eth0.10" for "eth0.10@bond0".
+func KernelName(dev string) string {
+	kernel, _ := splitDevice(dev)
+	return kernel
+}
+
 // view indexes one set of netlink dumps for repeated per-device lookups.
 type view struct {
 	links  map[string]*netlink.LinkAttrs

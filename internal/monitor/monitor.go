@@ -68,6 +68,9 @@ type Control struct {
 	Reload chan func() (Options, error)
 	// Dump asks for a full per-connection log dump (SIGUSR1).
 	Dump chan struct{}
+	// Rebuild asks for a rebuild for the given reason (a hook's event,
+	// SIGUSR2); it is coalesced with any rebuild already running.
+	Rebuild chan string
 }
 
 // resolveEvery is how often host-name targets are looked up again, so a
@@ -256,6 +259,8 @@ func (m *Monitor) Run(ctx context.Context, ctl Control, ready func()) error {
 			requestRebuild("configuration reloaded")
 		case <-ctl.Dump:
 			m.dump(time.Now())
+		case reason := <-ctl.Rebuild:
+			requestRebuild(reason)
 		}
 	}
 }

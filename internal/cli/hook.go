@@ -1,0 +1,350 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"log/syslog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/ispbalance/ispbalance/internal/config"
+	"github.com/ispbalance/ispbalance/internal/core"
+	"github.com/ispbalance/ispbalance/internal/detect"
+	"github.com/ispbalance/ispbalance/internal/hook"
+	"github.com/ispbalance/ispbalance/internal/state"
+)
+
+// dedupeWindow is how long an identical event counts as a repeat: the
+// same lease or link change reported twice (NetworkManager replays the
+// ifupdown hooks on Debian; a dhclient BOUND is followed by if-up.d) comes
+// within a second or two.
+const dedupeWindow = 10 * time.Second
+
+// hookLockTimeout bounds how long a hook waits for the hooks' rebuild
+// lock; the network stack that runs the hook waits for it meanwhile.
+const hookLockTimeout = 30 * time.Second
+
+// nmAskTimeout bounds the D-Bus questions of a NetworkManager hook.
+const nmAskTimeout = 2 * time.Second
+
+// runHook is `ifup-balance hook SOURCE [ARGS...]`, the entry of every
+// network-stack hook. It always returns 0: a failing hook would make
+// ifupdown mark the interface failed, or stop the hooks after ours. What
+// went wrong is logged to stderr and syslog instead.
+func runHook(ctx context.Context, env Env, opts core.Options, root string, verbose bool, args []string) int {
+	log := hookLogger(env.Stderr, verbose)
+	opts.Log = log
+	if len(args) == 0 {
+		log.Error("hook: which tool runs the hook? ifup-balance hook SOURCE [ARGS...]", "sources", hook.Sources)
+		return 0
+	}
+	ev, err := hook.Parse(hook.Source(args[0]), args[1:], env.Getenv)
+	if err != nil {
+		log.Error("hook event refused", "source", clipped(args[0]), "err", err)
+		return 0
+	}
+	if ev.Action == hook.None {
+		log.Debug("hook event ignored", "source", ev.Source, "event", ev.What)
+		return 0
+	}
+	cfg, err := config.Load(opts.ConfigPath)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return 0 // not configured (or the package's config is gone): nothing to do
+	case err != nil:
+		log.Error("hook: cannot read the configuration", "err", err)
+		return 0
+	case len(cfg.ISPs()) == 0:
+		return 0
+	case ev.Device != "" && !configuredDevice(cfg, ev.Device):
+		return 0
+	}
+	log = log.With("source", ev.Source, "event", ev.What, "device", ev.Device)
+	if ev.Source == hook.NetworkManager && ev.Action != hook.Down && ev.Device != "" && !ev.Gateway.IsValid() {
+		askNetworkManager(ctx, &ev, log)
+	}
+	if err := recordLease(root, ev); err != nil {
+		log.Warn("hook: lease not recorded", "err", err)
+	}
+	dup, err := seenBefore(opts.RunDir, ev, time.Now())
+	if err != nil {
+		log.Warn("hook: cannot check for a repeated event", "err", err)
+	}
+	if dup {
+		log.Info("hook: same event again, already handled")
+		return 0
+	}
+	if pid := runningMonitor(monitorPidFile(opts.RunDir)); pid > 0 {
+		if err := syscall.Kill(pid, syscall.SIGUSR2); err == nil {
+			log.Info("hook: handed to the monitor", "pid", pid, "gateway", ev.Gateway)
+			return 0
+		}
+	}
+	if err := rebuildCoalesced(ctx, opts, time.Now()); err != nil {
+		log.Error("hook: rebuild failed", "err", err)
+		forget(opts.RunDir, ev.Device)
+		return 0
+	}
+	log.Info("hook: rebuilt", "gateway", ev.Gateway)
+	return 0
+}
+
+func clipped(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
+}
+
+// configuredDevice reports whether dev (a kernel name) is the device of
+// any service, ISP or LAN: a LAN's network is in every ISP's table too.
+func configuredDevice(cfg *config.Config, dev string) bool {
+	for _, s := range cfg.Services {
+		if detect.KernelName(s.Device) == dev {
+			return true
+		}
+	}
+	return false
+}
+
+// askNetworkManager fills in what a dispatcher event lacks: dhcp4-change
+// arrives during activation without IP4_GATEWAY, and NetworkManager's
+// device already knows the lease.
+func askNetworkManager(ctx context.Context, ev *hook.Event, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(ctx, nmAskTimeout)
+	defer cancel()
+	ip, err := detect.NetworkManagerIP4(ctx, ev.Device)
+	if err != nil {
+		log.Info("hook: NetworkManager could not tell the gateway", "err", err)
+		return
+	}
+	ev.Gateway = ip.Gateway
+	if !ev.Addr.IsValid() {
+		ev.Addr = ip.Addr.Addr()
+	}
+	if ev.Lease == 0 {
+		ev.Lease = ip.Lease
+	}
+	log.Info("hook: gateway from NetworkManager", "gateway", ip.Gateway, "address", ip.Addr)
+}
+
+// recordLease keeps the gateway an event names for discovery, which
+// prefers it to a route the DHCP client may have left stale; a lease that
+// went away takes its record with it.
+func recordLease(root string, ev hook.Event) error {
+	if ev.Device == "" {
+		return nil
+	}
+	if ev.Action == hook.Down {
+		return detect.RemoveHookLease(root, ev.Device)
+	}
+	if !ev.Gateway.IsValid() {
+		return nil
+	}
+	l := detect.HookLease{Gateway: ev.Gateway, Addr: ev.Addr, Source: string(ev.Source) + " " + ev.What}
+	if ev.Lease > 0 {
+		l.Expires = time.Now().Add(ev.Lease)
+	}
+	return detect.WriteHookLease(root, ev.Device, l)
+}
+
+// seenEvent is the last event recorded for one device.
+type seenEvent struct {
+	Down    bool       `json:"down"`
+	Gateway netip.Addr `json:"gateway,omitzero"`
+	Addr    netip.Addr `json:"address,omitzero"`
+	At      time.Time  `json:"at"`
+}
+
+func eventsPath(runDir string) string { return filepath.Join(runDir, "hook-events.json") }
+
+// seenBefore records ev and reports whether the same event was recorded
+// for its device within dedupeWindow. An event without a gateway repeats
+// one with a gateway (NetworkManager's ifupdown replay knows none), but
+// not the other way round, and a changed gateway or address is new.
+func seenBefore(runDir string, ev hook.Event, now time.Time) (bool, error) {
+	var dup bool
+	err := withEvents(runDir, func(seen map[string]seenEvent) {
+		prev, ok := seen[ev.Device]
+		fresh := ok && now.Sub(prev.At) < dedupeWindow && now.After(prev.At.Add(-time.Second))
+		down := ev.Action == hook.Down
+		dup = fresh && prev.Down == down &&
+			(!ev.Gateway.IsValid() || ev.Gateway == prev.Gateway) &&
+			(!ev.Addr.IsValid() || ev.Addr == prev.Addr)
+		next := seenEvent{Down: down, Gateway: ev.Gateway, Addr: ev.Addr, At: now}
+		if fresh && prev.Down == down {
+			if !next.Gateway.IsValid() {
+				next.Gateway = prev.Gateway
+			}
+			if !next.Addr.IsValid() {
+				next.Addr = prev.Addr
+			}
+		}
+		if dup {
+			next.At = prev.At // a stream of repeats does not extend the window
+		}
+		seen[ev.Device] = next
+		for dev, s := range seen {
+			if now.Sub(s.At) > 6*dedupeWindow {
+				delete(seen, dev)
+			}
+		}
+	})
+	return dup, err
+}
+
+// forget drops a device's record, so that the event is handled again
+// after a failed rebuild.
+func forget(runDir, dev string) {
+	withEvents(runDir, func(seen map[string]seenEvent) { delete(seen, dev) })
+}
+
+// withEvents runs fn on the event records under an exclusive lock on
+// their file; concurrent hooks (ifupdown runs interfaces in parallel)
+// take turns.
+func withEvents(runDir string, fn func(map[string]seenEvent)) error {
+	if err := os.MkdirAll(runDir, 0o755); err != nil {
+		return fmt.Errorf("creating %s: %w", runDir, err)
+	}
+	f, err := os.OpenFile(eventsPath(runDir), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return fmt.Errorf("opening hook event record: %w", err)
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		return fmt.Errorf("locking hook event record: %w", err)
+	}
+	seen := map[string]seenEvent{}
+	data, err := io.ReadAll(io.LimitReader(f, 1<<20))
+	if err != nil {
+		return fmt.Errorf("reading hook event record: %w", err)
+	}
+	if len(data) > 0 && json.Unmarshal(data, &seen) != nil {
+		seen = map[string]seenEvent{} // a damaged record only costs a repeat
+	}
+	fn(seen)
+	out, err := json.Marshal(seen)
+	if err != nil {
+		return fmt.Errorf("writing hook event record: %w", err)
+	}
+	if err := f.Truncate(0); err != nil {
+		return fmt.Errorf("writing hook event record: %w", err)
+	}
+	if _, err := f.WriteAt(out, 0); err != nil {
+		return fmt.Errorf("writing hook event record: %w", err)
+	}
+	return nil
+}
+
+// rebuildCoalesced rebuilds for a hook when no monitor runs. Hooks take
+// turns on their own lock; one that gets it after another hook's rebuild
+// started later than its own event arrived has nothing left to do, since
+// that rebuild read facts newer than its event. A burst of hook calls thus
+// costs a few rebuilds, not one each.
+func rebuildCoalesced(ctx context.Context, opts core.Options, arrived time.Time) error {
+	lock, err := state.Acquire(filepath.Join(opts.RunDir, "hook.lock"), hookLockTimeout)
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
+	donePath := filepath.Join(opts.RunDir, "hook.done")
+	if data, err := os.ReadFile(donePath); err == nil {
+		if ns, err := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64); err == nil && ns >= arrived.UnixNano() {
+			opts.Log.Info("hook: covered by a rebuild that started after the event")
+			return nil
+		}
+	}
+	start := time.Now()
+	if _, err := core.Rebuild(ctx, opts, core.UpSet{}, false); err != nil {
+		return err
+	}
+	if err := os.WriteFile(donePath, []byte(strconv.FormatInt(start.UnixNano(), 10)+"\n"), 0o644); err != nil {
+		return fmt.Errorf("recording the hook rebuild: %w", err)
+	}
+	return nil
+}
+
+// hookLogger logs to stderr (warnings and errors; everything with -v),
+// where the calling tool's own log picks it up, and to syslog as
+// "ispbalance" at info level, since hooks are not services and their
+// stderr often goes nowhere.
+func hookLogger(stderr io.Writer, verbose bool) *slog.Logger {
+	level := slog.LevelWarn
+	if verbose {
+		level = slog.LevelDebug
+	}
+	handlers := []slog.Handler{slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})}
+	if w, err := syslog.New(syslog.LOG_DAEMON|syslog.LOG_INFO, "ispbalance"); err == nil {
+		handlers = append(handlers, &syslogHandler{w: w})
+	}
+	return slog.New(slog.NewMultiHandler(handlers...)).With("component", "hook")
+}
+
+// syslogHandler writes records as "message key=value ..." lines at the
+// matching syslog priority.
+type syslogHandler struct {
+	w     *syslog.Writer
+	attrs []slog.Attr
+}
+
+func (h *syslogHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelInfo }
+
+func (h *syslogHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return &syslogHandler{w: h.w, attrs: append(append([]slog.Attr{}, h.attrs...), as...)}
+}
+
+// WithGroup is not used by the hook; groups are flattened.
+func (h *syslogHandler) WithGroup(string) slog.Handler { return h }
+
+func (h *syslogHandler) Handle(_ context.Context, r slog.Record) error {
+	var b strings.Builder
+	b.WriteString(r.Message)
+	add := func(a slog.Attr) bool {
+		if a.Key != "component" {
+			fmt.Fprintf(&b, " %s=%s", a.Key, strconv.Quote(a.Value.String()))
+		}
+		return true
+	}
+	for _, a := range h.attrs {
+		add(a)
+	}
+	r.Attrs(add)
+	msg := b.String()
+	switch {
+	case r.Level >= slog.LevelError:
+		return h.w.Err(msg)
+	case r.Level >= slog.LevelWarn:
+		return h.w.Warning(msg)
+	default:
+		return h.w.Info(msg)
+	}
+}
+
+// NMDispatcher is nm-dispatcher-balance, the NetworkManager dispatcher
+// hook: NetworkManager runs it with the interface and the action, and it
+// is `ifup-balance hook networkmanager` with those arguments.
+func NMDispatcher(ctx context.Context, env Env) int {
+	if len(env.Args) == 1 {
+		switch env.Args[0] {
+		case "-V", "--version":
+			fmt.Fprintf(env.Stdout, "nm-dispatcher-balance %s\n", Version)
+			return 0
+		case "-h", "--help":
+			fmt.Fprint(env.Stdout, "Usage: nm-dispatcher-balance INTERFACE ACTION\n"+
+				"NetworkManager's dispatcher runs it; see nm-dispatcher-balance(8).\n")
+			return 0
+		}
+	}
+	env.Args = append([]string{"hook", string(hook.NetworkManager)}, env.Args...)
+	return Run(ctx, env)
+}
