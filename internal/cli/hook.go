@@ -34,6 +34,9 @@ const dedupeWindow = 10 * time.Second
 // lock; the network stack that runs the hook waits for it meanwhile.
 const hookLockTimeout = 30 * time.Second
 
+// hookPath is ifupdown's PATH for hooks, used when a hook gets none.
+const hookPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
 // nmAskTimeout bounds the D-Bus questions of a NetworkManager hook.
 const nmAskTimeout = 2 * time.Second
 
@@ -44,6 +47,11 @@ const nmAskTimeout = 2 * time.Second
 func runHook(ctx context.Context, env Env, opts core.Options, root string, verbose bool, args []string) int {
 	log := hookLogger(env.Stderr, verbose)
 	opts.Log = log
+	// A service that D-Bus activates without systemd (the dispatcher) gets
+	// an empty PATH and passes it on; the rebuild runs iptables-restore.
+	if os.Getenv("PATH") == "" {
+		os.Setenv("PATH", hookPath)
+	}
 	if len(args) == 0 {
 		log.Error("hook: which tool runs the hook? ifup-balance hook SOURCE [ARGS...]", "sources", hook.Sources)
 		return 0
@@ -138,11 +146,16 @@ func askNetworkManager(ctx context.Context, ev *hook.Event, log *slog.Logger) {
 	log.Info("hook: gateway from NetworkManager", "gateway", ip.Gateway, "address", ip.Addr)
 }
 
-// recordLease keeps the gateway an event names for discovery, which
-// prefers it to a route the DHCP client may have left stale; a lease that
-// went away takes its record with it.
+// recordLease keeps the gateway a DHCP client's hook names for discovery,
+// which prefers it to a route the client may have left stale (Debian's
+// dhclient-script keeps main's old default route when a renewal changes
+// only the router); a lease that went away takes its record with it. Only
+// DHCP clients' hooks record: they run on every renewal, so their record
+// is never older than the lease. NetworkManager does not dispatch every
+// renewal, but keeps main's routes and its D-Bus view current, which
+// discovery reads instead.
 func recordLease(root string, ev hook.Event) error {
-	if ev.Device == "" {
+	if ev.Device == "" || (ev.Source != hook.Dhclient && ev.Source != hook.Dhcpcd && ev.Action != hook.Down) {
 		return nil
 	}
 	if ev.Action == hook.Down {
@@ -160,10 +173,10 @@ func recordLease(root string, ev hook.Event) error {
 
 // seenEvent is the last event recorded for one device.
 type seenEvent struct {
-	Down    bool       `json:"down"`
-	Gateway netip.Addr `json:"gateway,omitzero"`
-	Addr    netip.Addr `json:"address,omitzero"`
-	At      time.Time  `json:"at"`
+	Action  hook.Action `json:"action"`
+	Gateway netip.Addr  `json:"gateway,omitzero"`
+	Addr    netip.Addr  `json:"address,omitzero"`
+	At      time.Time   `json:"at"`
 }
 
 func eventsPath(runDir string) string { return filepath.Join(runDir, "hook-events.json") }
@@ -171,18 +184,20 @@ func eventsPath(runDir string) string { return filepath.Join(runDir, "hook-event
 // seenBefore records ev and reports whether the same event was recorded
 // for its device within dedupeWindow. An event without a gateway repeats
 // one with a gateway (NetworkManager's ifupdown replay knows none), but
-// not the other way round, and a changed gateway or address is new.
+// not the other way round, and a changed gateway or address is new. A
+// change after an up is new too: NetworkManager's dhcp4-change comes
+// before its up, while the routes are still being set.
 func seenBefore(runDir string, ev hook.Event, now time.Time) (bool, error) {
 	var dup bool
 	err := withEvents(runDir, func(seen map[string]seenEvent) {
 		prev, ok := seen[ev.Device]
 		fresh := ok && now.Sub(prev.At) < dedupeWindow && now.After(prev.At.Add(-time.Second))
-		down := ev.Action == hook.Down
-		dup = fresh && prev.Down == down &&
+		same := fresh && prev.Action == ev.Action
+		dup = same &&
 			(!ev.Gateway.IsValid() || ev.Gateway == prev.Gateway) &&
 			(!ev.Addr.IsValid() || ev.Addr == prev.Addr)
-		next := seenEvent{Down: down, Gateway: ev.Gateway, Addr: ev.Addr, At: now}
-		if fresh && prev.Down == down {
+		next := seenEvent{Action: ev.Action, Gateway: ev.Gateway, Addr: ev.Addr, At: now}
+		if same {
 			if !next.Gateway.IsValid() {
 				next.Gateway = prev.Gateway
 			}

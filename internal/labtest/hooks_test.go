@@ -198,7 +198,8 @@ func TestHookDhclientRenewNewGateway(t *testing.T) {
 
 // TestNMDispatcherDhcp4Change: nm-dispatcher-balance, called with
 // NetworkManager's arguments and an environment built from scratch as the
-// dispatcher builds it, follows a renewed lease's new gateway within 1 s.
+// dispatcher builds it, after NetworkManager put the renewed lease's new
+// gateway in main, moves ISP1's table there within 1 s.
 // It uses the default paths, so it runs in a private mount namespace with
 // fresh /run and /var/lib.
 func TestNMDispatcherDhcp4Change(t *testing.T) {
@@ -206,6 +207,8 @@ func TestNMDispatcherDhcp4Change(t *testing.T) {
 	disp := buildDispatcher(t)
 	r.mustRun()
 	r.moveISPGateway(1, "100.64.1.254")
+	// NetworkManager applies the new lease to main before it dispatches.
+	r.sh("router", "ip", "route", "replace", "default", "via", "100.64.1.254", "dev", "wan1", "metric", "100")
 	env := []string{"CONNECTION_ID=isp1", "CONNECTION_UUID=5f0c1c64-29b4-4a5d-9b8f-6a0f3e2d1c00",
 		"CONNECTION_DBUS_PATH=/org/freedesktop/NetworkManager/Settings/1", "DEVICE_IFACE=wan1", "DEVICE_IP_IFACE=wan1",
 		"NM_DISPATCHER_ACTION=dhcp4-change", "IP4_ADDRESS_0=100.64.1.2/24 100.64.1.254", "IP4_NUM_ADDRESSES=1",
