@@ -20,6 +20,18 @@ install_packages() {
 	command -v git >/dev/null || missing+=(git)
 	command -v curl >/dev/null || missing+=(curl ca-certificates)
 	command -v unzip >/dev/null || missing+=(unzip)
+	# Packaging and the hooks' tests: make packages, rpm and lintian read
+	# the packages; a real DHCP server and client, NetworkManager with its
+	# own D-Bus and udev, and systemd-analyze face the installed package.
+	command -v make >/dev/null || missing+=(make)
+	command -v rpm >/dev/null || missing+=(rpm)
+	command -v lintian >/dev/null || missing+=(lintian)
+	command -v systemd-analyze >/dev/null || missing+=(systemd)
+	command -v dnsmasq >/dev/null || missing+=(dnsmasq-base)
+	command -v dhclient >/dev/null || missing+=(isc-dhcp-client)
+	command -v NetworkManager >/dev/null || missing+=(network-manager)
+	command -v dbus-daemon >/dev/null || missing+=(dbus)
+	command -v udevadm >/dev/null || missing+=(udev)
 	if [ ${#missing[@]} -gt 0 ]; then
 		echo "installing: ${missing[*]}"
 		export DEBIAN_FRONTEND=noninteractive
