@@ -610,9 +610,16 @@ func testRealNetworkManager(t *testing.T) {
 		t.Errorf("status with the gateway only known to NetworkManager: %v\n%s", err, out)
 	}
 
-	// down: ISP 1 leaves balancing.
-	if out, err := inNM("nmcli", "con", "down", "isp1"); err != nil {
-		t.Fatalf("nmcli con down: %v\n%s", err, out)
+	// down: ISP 1 leaves balancing. NetworkManager may still be finishing
+	// the reapply; a disconnect taken during it can be followed by a new
+	// activation, so wait until the device is settled.
+	waitFor(t, "wan1 activated after the reapply", 10*time.Second, func() bool {
+		out, _ := inNM("nmcli", "-t", "-f", "GENERAL.STATE", "device", "show", "wan1")
+		return strings.Contains(out, "100 (connected)")
+	})
+	time.Sleep(time.Second)
+	if out, err := inNM("nmcli", "device", "disconnect", "wan1"); err != nil {
+		t.Fatalf("nmcli device disconnect: %v\n%s", err, out)
 	}
 	took = waitFor(t, "ISP1 out of balancing after down", 10*time.Second, func() bool {
 		return !strings.Contains(r.ispTable(1), "default") && !strings.Contains(r.sh("router", "ip", "route", "show", "table", "4200"), "wan1")
