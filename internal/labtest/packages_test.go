@@ -299,6 +299,14 @@ func TestPackageInstall(t *testing.T) {
 	}
 	deb, _ := buildPackages(t)
 	_, hadLsm := os.Stat("/var/lib/lsm")
+	// Directories the package creates when they are missing; the test
+	// leaves the machine with those it had.
+	var missing []string
+	for _, d := range []string{"/etc/network/if-up.d", "/etc/network/if-post-down.d", "/etc/network", "/etc/dhcp/dhclient-exit-hooks.d", "/etc/dhcp"} {
+		if _, err := os.Stat(d); os.IsNotExist(err) {
+			missing = append(missing, d)
+		}
+	}
 	before := hostNetwork(t)
 	t.Cleanup(func() {
 		cmd := exec.Command("apt-get", "-y", "-q", "purge", "ispbalance")
@@ -306,6 +314,9 @@ func TestPackageInstall(t *testing.T) {
 		cmd.Run()
 		os.RemoveAll("/etc/network/balance")
 		os.Remove("/etc/network/balance.conf")
+		for _, d := range missing {
+			os.Remove(d) // only if empty
+		}
 	})
 	start := time.Now()
 	apt(t, "install", "--no-install-recommends", deb)
