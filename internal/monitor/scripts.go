@@ -13,19 +13,8 @@ import (
 	"time"
 
 	"github.com/ispbalance/ispbalance/internal/lsm"
+	"github.com/ispbalance/ispbalance/internal/rules"
 )
-
-// leftover reports names run-parts and the original skip: backups,
-// editor and package-manager leftovers.
-func leftover(name string) bool {
-	for _, suffix := range []string{"~", ".bak", ".swp", ".orig"} {
-		if strings.HasSuffix(name, suffix) {
-			return true
-		}
-	}
-	return strings.HasPrefix(name, "#") || strings.HasPrefix(name, ".") ||
-		strings.Contains(name, ".dpkg-") || strings.Contains(name, ".rpm")
-}
 
 // directoryScripts lists the executable files in dir, alphabetically.
 func directoryScripts(dir string) []string {
@@ -35,7 +24,7 @@ func directoryScripts(dir string) []string {
 	}
 	var out []string
 	for _, e := range entries {
-		if leftover(e.Name()) {
+		if rules.Leftover(e.Name()) {
 			continue
 		}
 		info, err := e.Info()

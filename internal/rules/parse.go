@@ -69,7 +69,7 @@ func ReadDir(balanceDir string) (files []File, notes []Note, err error) {
 		}
 		for _, e := range entries {
 			name := e.Name()
-			if leftover(name) {
+			if Leftover(name) {
 				continue
 			}
 			path := filepath.Join(dir, name)
@@ -105,11 +105,13 @@ func ReadDir(balanceDir string) (files []File, notes []Note, err error) {
 	return files, notes, nil
 }
 
-// leftover reports whether name is a hidden file or a backup, editor or
-// package-manager leftover.
-func leftover(name string) bool {
+// Leftover reports whether name is a hidden file or a backup, editor or
+// package-manager leftover, which directories of admin files (rule files,
+// event scripts) skip as run-parts would.
+func Leftover(name string) bool {
 	if strings.HasPrefix(name, ".") || strings.HasPrefix(name, "#") ||
 		strings.HasSuffix(name, "~") || strings.HasSuffix(name, ".bak") ||
+		strings.HasSuffix(name, ".orig") ||
 		strings.HasSuffix(name, ".swp") || strings.Contains(name, ".dpkg-") {
 		return true
 	}
