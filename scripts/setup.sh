@@ -46,7 +46,7 @@ install_packages() {
 ensure_go() {
 	local want have
 	want=$(sed -n 's/^go \([0-9.]*\)$/\1/p' go.mod)
-	export PATH="$PATH:/usr/local/go/bin:/root/go/bin"
+	export PATH="$PATH:/usr/local/go/bin"
 	if command -v go >/dev/null; then
 		have=$(go env GOVERSION | sed 's/^go//')
 		if [ "$(printf '%s\n%s\n' "$want" "$have" | sort -V | head -1)" = "$want" ]; then
