@@ -6,9 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -314,7 +315,7 @@ func readSaved(file string) (map[string]savedSysctl, error) {
 
 func writeSaved(file string, saved map[string]savedSysctl) error {
 	var b strings.Builder
-	for _, k := range sortedKeysSysctl(saved) {
+	for _, k := range slices.Sorted(maps.Keys(saved)) {
 		fmt.Fprintf(&b, "%s %s %s\n", k, saved[k].path, saved[k].value)
 	}
 	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
@@ -325,13 +326,4 @@ func writeSaved(file string, saved map[string]savedSysctl) error {
 		return fmt.Errorf("saving sysctls: %w", err)
 	}
 	return os.Rename(tmp, file)
-}
-
-func sortedKeysSysctl(m map[string]savedSysctl) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -5,9 +5,10 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"os/exec"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -146,13 +147,13 @@ func restoreOurPart(snapshot, now firewallState) string {
 				fmt.Fprintf(&b, "-A %s %s\n", c, r)
 			}
 		}
-		for _, j := range sortedKeys(is.jumps) {
+		for _, j := range slices.Sorted(maps.Keys(is.jumps)) {
 			for extra := is.jumps[j] - was.jumps[j]; extra > 0; extra-- {
 				from, to, _ := strings.Cut(j, " ")
 				fmt.Fprintf(&b, "-D %s -j %s\n", from, to)
 			}
 		}
-		for _, j := range sortedKeys(was.jumps) {
+		for _, j := range slices.Sorted(maps.Keys(was.jumps)) {
 			for missing := was.jumps[j] - is.jumps[j]; missing > 0; missing-- {
 				from, to, _ := strings.Cut(j, " ")
 				fmt.Fprintf(&b, "-A %s -j %s\n", from, to)
@@ -197,15 +198,6 @@ func difference(a, b []string) []string {
 		}
 	}
 	return out
-}
-
-func sortedKeys(m map[string]int) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // ourRules returns the rule lines of our chains, per table and chain.
