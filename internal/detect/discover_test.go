@@ -14,6 +14,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/ispbalance/ispbalance/internal/lab"
 )
 
 // labNamespace creates a network namespace for the test and returns a
@@ -22,14 +24,14 @@ import (
 func labNamespace(t *testing.T) (*netlink.Handle, string) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to create network namespaces")
+		lab.SkipOrFail(t, "needs root to create network namespaces")
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs iproute2")
+		lab.SkipOrFail(t, "needs iproute2")
 	}
 	name := fmt.Sprintf("ispb-detect-%d-%d", os.Getpid(), time.Now().UnixNano()%1e6)
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Skipf("cannot create a network namespace here: %v: %s", err, out)
+		lab.SkipOrFail(t, "cannot create a network namespace here: %v: %s", err, out)
 	}
 	t.Cleanup(func() {
 		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {

@@ -264,6 +264,9 @@ func (l *Lab) track(stop func()) (untrack func(), err error) {
 	}, nil
 }
 
+// labPrograms are what the labs and their checks run.
+var labPrograms = []string{"ip", "iptables", "iptables-save", "iptables-restore", "ping", "socat", "conntrack", "nsenter", "sysctl"}
+
 // Available reports what is missing for building labs here, or nil.
 // Callers use it to skip or fail with a clear reason.
 func Available() error {
@@ -271,7 +274,7 @@ func Available() error {
 	if os.Geteuid() != 0 {
 		errs = append(errs, errors.New("not running as root"))
 	}
-	for _, prog := range []string{"ip", "iptables"} {
+	for _, prog := range labPrograms {
 		if _, err := exec.LookPath(prog); err != nil {
 			errs = append(errs, fmt.Errorf("looking for %s: %w", prog, err))
 		}

@@ -19,7 +19,7 @@ const port = 8080
 func needLab(t *testing.T) {
 	t.Helper()
 	if err := Available(); err != nil {
-		t.Skipf("lab not available: %v", err)
+		SkipOrFail(t, "lab not available: %v", err)
 	}
 }
 
@@ -503,7 +503,7 @@ func TestSixteenISPs(t *testing.T) {
 
 func BenchmarkNew(b *testing.B) {
 	if err := Available(); err != nil {
-		b.Skip(err)
+		SkipOrFail(b, "lab not available: %v", err)
 	}
 	for _, n := range []int{2, MaxISPs} {
 		b.Run(strconv.Itoa(n)+"ISPs", func(b *testing.B) {

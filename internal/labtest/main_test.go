@@ -27,7 +27,11 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
-	if lab.Available() != nil {
+	if err := lab.Available(); err != nil {
+		if lab.Required() {
+			fmt.Fprintf(os.Stderr, "lab tests cannot run here: %v (%s=1: they may not be skipped)\n", err, lab.RequiredEnv)
+			return 1
+		}
 		return m.Run() // every test skips
 	}
 	dir, err := os.MkdirTemp("", "ispbalance-labtest-")
@@ -60,7 +64,7 @@ type router struct {
 func newRouter(t *testing.T, opts lab.Options, conf string) *router {
 	t.Helper()
 	if err := lab.Available(); err != nil {
-		t.Skipf("lab not available: %v", err)
+		lab.SkipOrFail(t, "lab not available: %v", err)
 	}
 	l, err := lab.New(opts)
 	if err != nil {

@@ -83,11 +83,11 @@ func merged(a, b map[string]string) map[string]string {
 func needTools(t *testing.T, tools ...string) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("package tests install on this machine: run as root")
+		lab.SkipOrFail(t, "package tests install on this machine: run as root")
 	}
 	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s is missing (scripts/setup.sh installs it)", tool)
+			lab.SkipOrFail(t, "%s is missing (scripts/setup.sh installs it)", tool)
 		}
 	}
 }
