@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -23,6 +24,10 @@ import (
 type Applier struct {
 	nl        *netlink.Handle
 	netfilter Netfilter
+	// netfilter6 is ip6tables' pair; ipv6 says whether the kernel has
+	// IPv6 and ip6tables is there to filter it.
+	netfilter6 Netfilter
+	ipv6       bool
 	// sysctlRoot is /proc/sys; tests may point it elsewhere.
 	sysctlRoot string
 	// savedSysctls is the file that remembers the values our sysctls had
@@ -53,8 +58,18 @@ func New(opts Options) (*Applier, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
+	nf6 := Netfilter{Save: "ip6tables-save", Restore: "ip6tables-restore"}
+	ipv6 := ipv6Enabled()
+	if ipv6 {
+		if _, err := exec.LookPath(nf6.Restore); err != nil {
+			// The IPv4 firewall still goes in; the IPv6 hole is said
+			// loudly on every rebuild and in the status.
+			log.Error("IPv6 is on but ip6tables-restore is missing: the router's IPv6 is not filtered", "err", err)
+			ipv6 = false
+		}
+	}
 	return &Applier{
-		nl: h, netfilter: opts.Netfilter, sysctlRoot: "/proc/sys",
+		nl: h, netfilter: opts.Netfilter, netfilter6: nf6, ipv6: ipv6, sysctlRoot: "/proc/sys",
 		savedSysctls: filepath.Join(opts.StateDir, "sysctl.saved"),
 		echoTo:       opts.Echo, log: log,
 	}, nil
@@ -96,12 +111,18 @@ func (a *Applier) Apply(ctx context.Context, p plan.Plan) (Stats, error) {
 	if err != nil {
 		return stats, err
 	}
+	var fw6Before firewallState
+	if a.ipv6 && len(p.Firewall6) > 0 {
+		if fw6Before, err = a.netfilter6.save(ctx); err != nil {
+			return stats, fmt.Errorf("reading the IPv6 firewall: %w", err)
+		}
+	}
 	if err := a.applySysctls(p.Sysctls); err != nil {
 		return stats, err
 	}
 	stats.Read = time.Since(start)
-	if err := a.setRouting(routingBefore, want); err != nil {
-		return stats, a.rollback(ctx, err, routingBefore, fwBefore, false)
+	if err := a.setRouting(routingBefore, want, false); err != nil {
+		return stats, a.rollback(ctx, err, routingBefore, nil, nil)
 	}
 	stats.Routing = time.Since(start) - stats.Read
 	input, origins := render.RestoreWithOrigins(p.Firewall, render.RestoreOptions{
@@ -110,16 +131,22 @@ func (a *Applier) Apply(ctx context.Context, p plan.Plan) (Stats, error) {
 	if input != "" {
 		a.echo("iptables-restore --noflush <<EOF\n%sEOF", input)
 		if err := a.netfilter.restore(ctx, input, true); err != nil {
-			err = fmt.Errorf("installing the firewall: %w", err)
-			var re *RestoreError
-			if errors.As(err, &re) {
-				// Blame the admin's rule file line when the rejected rule
-				// came from one.
-				if l := re.Line(); l > 0 && l <= len(origins) && origins[l-1] != "" {
-					err = fmt.Errorf("%s: %w", origins[l-1], err)
-				}
+			err = a.explainRestore(ctx, err, input, origins, fwBefore)
+			return stats, a.rollback(ctx, err, routingBefore, fwBefore, nil)
+		}
+	}
+	if fw6Before != nil {
+		// Same policy, same transaction style; a failure undoes the IPv4
+		// part and the routing too, so the families never disagree.
+		input6, _ := render.RestoreWithOrigins(p.Firewall6, render.RestoreOptions{
+			HaveJump: fw6Before.haveJump, Stale: fw6Before.staleChains(p.Firewall6), Existing: fw6Before.ourRules(),
+		})
+		if input6 != "" {
+			a.echo("ip6tables-restore --noflush <<EOF\n%sEOF", input6)
+			if err := a.netfilter6.restore(ctx, input6, true); err != nil {
+				err = fmt.Errorf("installing the IPv6 firewall: %w", err)
+				return stats, a.rollback(ctx, err, routingBefore, fwBefore, fw6Before)
 			}
-			return stats, a.rollback(ctx, err, routingBefore, fwBefore, true)
 		}
 	}
 	stats.Took = time.Since(start)
@@ -128,22 +155,32 @@ func (a *Applier) Apply(ctx context.Context, p plan.Plan) (Stats, error) {
 }
 
 // rollback puts back what ispbalance owned before a failed apply, and
-// returns the original error joined with any rollback failure.
-func (a *Applier) rollback(ctx context.Context, cause error, routing routingState, fw firewallState, firewallTouched bool) error {
+// returns the original error joined with any rollback failure. fw and fw6
+// are the firewalls as they were, nil for a family not touched yet.
+func (a *Applier) rollback(ctx context.Context, cause error, routing routingState, fw, fw6 firewallState) error {
 	a.log.Warn("apply failed, restoring the previous state", "err", cause)
 	errs := []error{cause}
 	if now, err := a.readRouting(); err != nil {
 		errs = append(errs, fmt.Errorf("rollback: %w", err))
-	} else if err := a.setRouting(now, restorable(routing)); err != nil {
+	} else if err := a.setRouting(now, restorable(routing, a.usableLinks()), true); err != nil {
 		errs = append(errs, fmt.Errorf("rollback of routing: %w", err))
 	}
-	if firewallTouched {
-		now, err := a.netfilter.save(ctx)
+	for _, fam := range []struct {
+		nf   Netfilter
+		was  firewallState
+		name string
+	}{{a.netfilter, fw, "firewall"}, {a.netfilter6, fw6, "IPv6 firewall"}} {
+		if fam.was == nil {
+			continue
+		}
+		now, err := fam.nf.save(ctx)
 		if err == nil {
-			err = a.netfilter.restore(ctx, restoreOurPart(fw, now), true)
+			if input := restoreOurPart(fam.was, now); input != "" {
+				err = fam.nf.restore(ctx, input, true)
+			}
 		}
 		if err != nil {
-			errs = append(errs, fmt.Errorf("rollback of firewall: %w", err))
+			errs = append(errs, fmt.Errorf("rollback of %s: %w", fam.name, err))
 		}
 	}
 	return errors.Join(errs...)
@@ -162,6 +199,11 @@ func (a *Applier) desiredRouting(p plan.Plan) (desiredRouting, error) {
 	for _, r := range p.Routes {
 		nr, err := a.toNetlinkRoute(r, index)
 		if err != nil {
+			if r.Origin == "" {
+				// Our routes name devices discovery just found: one that is
+				// gone now vanished since.
+				err = factsError{err}
+			}
 			return want, fmt.Errorf("%spreparing route %s: %w", originPrefix(r.Origin), render.RouteArgs(r), err)
 		}
 		want.routes = append(want.routes, nr)
@@ -191,7 +233,7 @@ func (a *Applier) Stop(ctx context.Context, flushOthers bool) error {
 	var errs []error
 	if now, err := a.readRouting(); err != nil {
 		errs = append(errs, err)
-	} else if err := a.setRouting(now, desiredRouting{}); err != nil {
+	} else if err := a.setRouting(now, desiredRouting{}, false); err != nil {
 		errs = append(errs, fmt.Errorf("removing routing: %w", err))
 	}
 	now, err := a.netfilter.save(ctx)
@@ -202,6 +244,16 @@ func (a *Applier) Stop(ctx context.Context, flushOthers bool) error {
 	a.echo("iptables-restore --noflush <<EOF\n%sEOF", input)
 	if err := a.netfilter.restore(ctx, input, true); err != nil {
 		errs = append(errs, fmt.Errorf("removing firewall chains: %w", err))
+	}
+	if a.ipv6 {
+		if now6, err := a.netfilter6.save(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("reading the IPv6 firewall: %w", err))
+		} else if input6 := restoreOurPart(firewallState{}, now6); input6 != "" {
+			a.echo("ip6tables-restore --noflush <<EOF\n%sEOF", input6)
+			if err := a.netfilter6.restore(ctx, input6, true); err != nil {
+				errs = append(errs, fmt.Errorf("removing IPv6 firewall chains: %w", err))
+			}
+		}
 	}
 	if flushOthers {
 		input := flushForeign(now)

@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/netip"
 	"sort"
+	"strconv"
+	"strings"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -142,15 +144,45 @@ func (a *Applier) toNetlinkRoute(r plan.Route, index map[string]int) (netlink.Ro
 	return nr, nil
 }
 
+// ErrFactsChanged marks a failure caused by the kernel changing under the
+// rebuild: a device or address vanished between discovery and apply
+// (ifdown, NetworkManager, a PPP redial). The caller should discover
+// again and plan anew instead of reporting an error.
+var ErrFactsChanged = errors.New("a device or address changed during the rebuild")
+
+// factsError wraps a netlink error that a vanished device or address
+// explains, so errors.Is finds both ErrFactsChanged and the errno.
+type factsError struct{ err error }
+
+func (e factsError) Error() string   { return e.err.Error() }
+func (e factsError) Unwrap() []error { return []error{ErrFactsChanged, e.err} }
+
+// vanished reports whether err is what the kernel says about a route
+// through a device that is down or gone, or via a gateway no longer on a
+// connected network.
+func vanished(err error) bool {
+	return errors.Is(err, unix.ENETUNREACH) || errors.Is(err, unix.ENODEV) ||
+		errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EADDRNOTAVAIL)
+}
+
 // setRouting makes our rules and routes exactly the wanted ones. Routes
 // are replaced in place (atomic per route, so the default route never
 // disappears), rules are added before stale ones are deleted, so no
-// packet finds a gap.
-func (a *Applier) setRouting(now routingState, want desiredRouting) error {
+// packet finds a gap. With bestEffort (a rollback), a route the kernel
+// can no longer carry is logged and passed over instead of stopping the
+// rest from being restored.
+func (a *Applier) setRouting(now routingState, want desiredRouting, bestEffort bool) error {
 	wantRoutes := map[string]bool{}
 	for i, r := range want.routes {
 		r := r
 		if err := a.nl.RouteReplace(&r); err != nil {
+			if vanished(err) {
+				if bestEffort {
+					a.log.Warn("not restoring a route the kernel can no longer carry", "route", want.routeText[i], "err", err)
+					continue
+				}
+				err = factsError{err}
+			}
 			return fmt.Errorf("replacing route %s: %w", want.routeText[i], err)
 		}
 		a.echo("ip route replace %s", want.routeText[i])
@@ -179,7 +211,7 @@ func (a *Applier) setRouting(now routingState, want desiredRouting) error {
 			continue
 		}
 		if err := a.nl.RuleDel(&r); err != nil && !errors.Is(err, unix.ENOENT) {
-			return fmt.Errorf("deleting stale rule %s: %w", ruleKey(r), err)
+			return fmt.Errorf("deleting stale rule %s: %w", describeRule(r), err)
 		}
 		a.echo("ip rule del %s", describeRule(r))
 	}
@@ -205,8 +237,11 @@ type desiredRouting struct {
 	routeText []string
 }
 
-// restorable turns listed rules and routes back into a target, for rollback.
-func restorable(st routingState) desiredRouting {
+// restorable turns listed rules and routes back into a target, for
+// rollback. A route through a device that is now down or gone is left out
+// (a multipath route keeps its other legs): the kernel would refuse it,
+// and insisting would fail the rollback of everything else.
+func restorable(st routingState, usable func(linkIndex int) bool) desiredRouting {
 	rules := make([]netlink.Rule, 0, len(st.rules))
 	for _, r := range st.rules {
 		nr := netlink.NewRule()
@@ -216,7 +251,12 @@ func restorable(st routingState) desiredRouting {
 		nr.SuppressPrefixlen = r.SuppressPrefixlen
 		rules = append(rules, *nr)
 	}
-	routes := append([]netlink.Route(nil), st.routes...)
+	var routes []netlink.Route
+	for _, r := range st.routes {
+		if r, ok := carriable(r, usable); ok {
+			routes = append(routes, r)
+		}
+	}
 	sort.SliceStable(routes, func(i, j int) bool { return routes[i].Table < routes[j].Table })
 	want := desiredRouting{rules: rules, routes: routes}
 	for _, r := range rules {
@@ -228,25 +268,166 @@ func restorable(st routingState) desiredRouting {
 	return want
 }
 
-func describeRoute(r netlink.Route) string {
-	dst := "default"
-	if r.Dst != nil && r.Dst.String() != "0.0.0.0/0" {
-		dst = r.Dst.String()
+// carriable trims a route to the legs whose devices can still carry it.
+func carriable(r netlink.Route, usable func(linkIndex int) bool) (netlink.Route, bool) {
+	if len(r.MultiPath) == 0 {
+		return r, r.LinkIndex == 0 || usable(r.LinkIndex)
 	}
-	s := dst
+	var legs []*netlink.NexthopInfo
 	for _, nh := range r.MultiPath {
-		s += fmt.Sprintf(" nexthop via %s dev#%d weight %d", nh.Gw, nh.LinkIndex, nh.Hops+1)
+		if usable(nh.LinkIndex) {
+			legs = append(legs, nh)
+		}
 	}
-	if r.Gw != nil {
-		s += " via " + r.Gw.String()
+	switch len(legs) {
+	case 0:
+		return r, false
+	case 1:
+		single := r
+		single.MultiPath = nil
+		single.LinkIndex, single.Gw, single.Flags = legs[0].LinkIndex, legs[0].Gw, legs[0].Flags
+		return single, true
+	default:
+		r.MultiPath = legs
+		return r, true
 	}
-	if r.LinkIndex != 0 {
-		s += fmt.Sprintf(" dev#%d", r.LinkIndex)
-	}
-	return s + fmt.Sprintf(" table %d", r.Table)
 }
 
-func describeRule(r netlink.Rule) string { return ruleKey(r) }
+// usableLinks returns whether a link index names a device that exists and
+// is administratively up, from one link dump.
+func (a *Applier) usableLinks() func(int) bool {
+	up := map[int]bool{}
+	links, err := a.nl.LinkList()
+	if err != nil {
+		// Without a dump, try every route; the rollback is best effort.
+		return func(int) bool { return true }
+	}
+	for _, l := range links {
+		up[l.Attrs().Index] = l.Attrs().Flags&net.FlagUp != 0
+	}
+	return func(i int) bool { return up[i] }
+}
+
+// linkName names a link index for messages; tests replace it. An index
+// that no longer resolves is written as iproute2 writes it, "if3".
+var linkName = func(index int) string {
+	if l, err := netlink.LinkByIndex(index); err == nil {
+		return l.Attrs().Name
+	}
+	return fmt.Sprintf("if%d", index)
+}
+
+// routeTypes are the route types iproute2 writes before the destination;
+// a unicast route has none.
+var routeTypes = map[int]string{
+	unix.RTN_LOCAL: "local", unix.RTN_BROADCAST: "broadcast", unix.RTN_ANYCAST: "anycast",
+	unix.RTN_MULTICAST: "multicast", unix.RTN_BLACKHOLE: "blackhole", unix.RTN_UNREACHABLE: "unreachable",
+	unix.RTN_PROHIBIT: "prohibit", unix.RTN_THROW: "throw", unix.RTN_NAT: "nat",
+}
+
+// describeRoute renders a kernel route as arguments of `ip route`, so a
+// line echoed by -v or quoted in an error can be pasted into a shell.
+// Nexthops come last because iproute2 reads everything after the first
+// `nexthop` as nexthops.
+func describeRoute(r netlink.Route) string {
+	var b strings.Builder
+	if t, ok := routeTypes[r.Type]; ok {
+		b.WriteString(t + " ")
+	}
+	if r.Dst == nil || isDefaultDst(r.Dst) {
+		b.WriteString("default")
+	} else {
+		b.WriteString(r.Dst.String())
+	}
+	if r.Gw != nil {
+		fmt.Fprintf(&b, " via %s", r.Gw)
+	}
+	if r.LinkIndex != 0 {
+		fmt.Fprintf(&b, " dev %s", linkName(r.LinkIndex))
+	}
+	fmt.Fprintf(&b, " table %s", describeTable(r.Table))
+	if r.Protocol != 0 {
+		fmt.Fprintf(&b, " proto %d", r.Protocol)
+	}
+	if r.Scope == netlink.SCOPE_LINK && len(r.MultiPath) == 0 {
+		b.WriteString(" scope link")
+	}
+	if r.Src != nil {
+		fmt.Fprintf(&b, " src %s", r.Src)
+	}
+	if r.Priority != 0 {
+		fmt.Fprintf(&b, " metric %d", r.Priority)
+	}
+	if r.Flags&int(netlink.FLAG_ONLINK) != 0 {
+		b.WriteString(" onlink")
+	}
+	for _, nh := range r.MultiPath {
+		b.WriteString(" nexthop")
+		if nh.Gw != nil {
+			fmt.Fprintf(&b, " via %s", nh.Gw)
+		}
+		if nh.LinkIndex != 0 {
+			fmt.Fprintf(&b, " dev %s", linkName(nh.LinkIndex))
+		}
+		fmt.Fprintf(&b, " weight %d", nh.Hops+1)
+		if nh.Flags&int(netlink.FLAG_ONLINK) != 0 {
+			b.WriteString(" onlink")
+		}
+	}
+	return b.String()
+}
+
+func isDefaultDst(n *net.IPNet) bool {
+	ones, _ := n.Mask.Size()
+	return ones == 0 && n.IP.IsUnspecified()
+}
+
+// describeRule renders a kernel rule as arguments of `ip rule`, in the
+// order render.RuleArgs uses for the rules ispbalance adds.
+func describeRule(r netlink.Rule) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "priority %d", r.Priority)
+	if r.Invert {
+		b.WriteString(" not")
+	}
+	if r.Src != nil {
+		fmt.Fprintf(&b, " from %s", r.Src)
+	}
+	switch {
+	case r.Mask != nil:
+		fmt.Fprintf(&b, " fwmark %s/%s", kn.FormatMark(r.Mark), kn.FormatMark(*r.Mask))
+	case r.Mark != 0:
+		fmt.Fprintf(&b, " fwmark %s", kn.FormatMark(r.Mark))
+	}
+	if r.Dst != nil {
+		fmt.Fprintf(&b, " to %s", r.Dst)
+	}
+	if r.IifName != "" {
+		fmt.Fprintf(&b, " iif %s", r.IifName)
+	}
+	if r.OifName != "" {
+		fmt.Fprintf(&b, " oif %s", r.OifName)
+	}
+	fmt.Fprintf(&b, " lookup %s", describeTable(r.Table))
+	if r.SuppressPrefixlen >= 0 {
+		fmt.Fprintf(&b, " suppress_prefixlength %d", r.SuppressPrefixlen)
+	}
+	return b.String()
+}
+
+// describeTable writes the kernel's reserved tables by the names iproute2
+// gives them.
+func describeTable(t int) string {
+	switch t {
+	case unix.RT_TABLE_MAIN:
+		return "main"
+	case unix.RT_TABLE_DEFAULT:
+		return "default"
+	case unix.RT_TABLE_LOCAL:
+		return "local"
+	}
+	return strconv.Itoa(t)
+}
 
 // BalancedDevices reads which devices the balance table's default route
 // uses now, by kernel device name: the live answer to "is this ISP

@@ -100,7 +100,10 @@ func Run(ctx context.Context, env Env) int {
 		env.Getenv = os.Getenv
 	}
 	fs, f := newFlags()
+	configFrom := configFromFlag
+	var opts core.Options
 	fail := func(err error) int {
+		err = explainMissingConfig(err, opts.ConfigPath, configFrom, *f.root)
 		fmt.Fprintf(env.Stderr, "ifup-balance: %v\n", err)
 		return 1
 	}
@@ -125,7 +128,7 @@ func Run(ctx context.Context, env Env) int {
 	if *f.verbose {
 		level = slog.LevelInfo
 	}
-	opts := core.Options{
+	opts = core.Options{
 		ConfigPath: *f.configPath,
 		StateDir:   *f.stateDir,
 		RunDir:     *f.runDir,
@@ -133,10 +136,10 @@ func Run(ctx context.Context, env Env) int {
 		Log:        slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: level})).With("component", "ifup-balance"),
 	}
 	if opts.ConfigPath == "" {
-		opts.ConfigPath = env.Getenv(ConfigEnv)
+		opts.ConfigPath, configFrom = env.Getenv(ConfigEnv), configFromEnv
 	}
 	if opts.ConfigPath == "" {
-		opts.ConfigPath = detect.DetectLayout(*f.root).ConfigPath
+		opts.ConfigPath, configFrom = detect.DetectLayout(*f.root).ConfigPath, configFromLayout
 	}
 	if opts.StateDir == "" && *f.root != "" {
 		opts.StateDir = *f.root + state.DefaultDir
@@ -204,7 +207,8 @@ func Run(ctx context.Context, env Env) int {
 	case command == "migrate":
 		return runMigrate(env, positional[1])
 	}
-	if _, err := core.Rebuild(ctx, opts, up, *f.flush || *f.flushLong); err != nil {
+	facts, err := core.Rebuild(ctx, opts, up, *f.flush || *f.flushLong)
+	if err != nil {
 		return fail(err)
 	}
 	if up.Event != nil {
@@ -212,7 +216,7 @@ func Run(ctx context.Context, env Env) int {
 		// the arguments lsm gave, as the original did; the bundled monitor
 		// runs them itself.
 		scriptDir := filepath.Join(filepath.Dir(opts.ConfigPath), "balance", "lsm")
-		monitor.RunEventScripts(ctx, scriptDir, string(up.Event.Verdict), positional, eventScriptLimit, opts.Log)
+		monitor.RunEventScripts(ctx, scriptDir, string(up.Event.Verdict), facts.Config.Files, positional, eventScriptLimit, opts.Log)
 	}
 	// A plain run restarts monitoring, as the original did; naming ISPs
 	// or passing an lsm event leaves the monitor as it is.

@@ -1,7 +1,6 @@
 package config
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -15,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/ispbalance/ispbalance/internal/kernelnames"
+	"github.com/ispbalance/ispbalance/internal/trust"
 )
 
 // Role says what a service is: an uplink to balance over, or a network
@@ -84,9 +84,29 @@ type Config struct {
 	// down, so LAN clients reconnect via a live ISP (flush_conntrack=never
 	// turns it off).
 	FlushConntrack bool
+	// LastResort says what happens when the monitor judges every ISP
+	// down: route through every ISP that still has carrier (the default),
+	// or route through none.
+	LastResort LastResort
+	// Files says whether rule files, rule directories and event scripts
+	// that others could change are refused (the default) or used with a
+	// warning (insecure_files=allow).
+	Files trust.Policy
 	// MonitorOptions are passed to the link monitor.
 	MonitorOptions []Option
 }
+
+// LastResort is the balance.conf `last_resort` setting.
+type LastResort string
+
+const (
+	// LastResortCarrier routes through every ISP with carrier and an
+	// address when every verdict is down.
+	LastResortCarrier LastResort = "carrier"
+	// LastResortUnreachable leaves the router without a default route of
+	// ours when every verdict is down (the strict behaviour).
+	LastResortUnreachable LastResort = "unreachable"
+)
 
 // ISPs returns the ISP services sorted by name: the order that numbers
 // them 1..N for tables and marks, as the original does.
@@ -125,10 +145,15 @@ type LineError struct {
 
 func (e *LineError) Error() string { return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg) }
 
-// Load reads and parses the file at path.
+// Load reads and parses the file at path. It refuses a file that anyone
+// but root could change, whatever the file says: insecure_files does not
+// apply to balance.conf itself.
 func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
+		return nil, fmt.Errorf("reading configuration: %w", err)
+	}
+	if err := trust.Check(path); err != nil {
 		return nil, fmt.Errorf("reading configuration: %w", err)
 	}
 	return Parse(path, bytes.NewReader(data))
@@ -150,11 +175,10 @@ var settingName = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
 
 // Parse reads balance.conf from r; name is used in error messages.
 func Parse(name string, r io.Reader) (*Config, error) {
-	c := &Config{Path: name, Mode: Balanced, InternetSSH: true, FlushConntrack: true}
+	c := &Config{Path: name, Mode: Balanced, InternetSSH: true, FlushConntrack: true, LastResort: LastResortCarrier}
 	var rawGroups []rawGroup
 	seenSetting := map[string]int{}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	sc := newLineScanner(r)
 	lineNo := 0
 	fail := func(format string, args ...any) error {
 		return &LineError{File: name, Line: lineNo, Msg: fmt.Sprintf(format, args...)}
@@ -199,6 +223,19 @@ func Parse(name string, r io.Reader) (*Config, error) {
 					return nil, fail("internet_ssh: %v", err)
 				}
 				c.InternetSSH = b
+			case trust.Setting:
+				if prev, dup := seenSetting[key]; dup {
+					return nil, fail("%s is set again (first at line %d)", key, prev)
+				}
+				seenSetting[key] = lineNo
+				switch value {
+				case "refuse":
+					c.Files = trust.Refuse
+				case "allow":
+					c.Files = trust.Allow
+				default:
+					return nil, fail("%s must be refuse or allow, not %q", key, value)
+				}
 			case "flush_conntrack":
 				if prev, dup := seenSetting[key]; dup {
 					return nil, fail("flush_conntrack is set again (first at line %d)", prev)
@@ -211,6 +248,17 @@ func Parse(name string, r io.Reader) (*Config, error) {
 					c.FlushConntrack = false
 				default:
 					return nil, fail("flush_conntrack must be on-down or never, not %q", value)
+				}
+			case "last_resort":
+				if prev, dup := seenSetting[key]; dup {
+					return nil, fail("last_resort is set again (first at line %d)", prev)
+				}
+				seenSetting[key] = lineNo
+				switch LastResort(value) {
+				case LastResortCarrier, LastResortUnreachable:
+					c.LastResort = LastResort(value)
+				default:
+					return nil, fail("last_resort must be %q or %q, not %q", LastResortCarrier, LastResortUnreachable, value)
 				}
 			default:
 				if !settingName.MatchString(key) {
@@ -234,6 +282,10 @@ func Parse(name string, r io.Reader) (*Config, error) {
 			}
 		}
 		c.Services = append(c.Services, s)
+	}
+	if sc.tooLong > 0 {
+		lineNo++
+		return nil, fail("line too long (%d bytes, at most %d)", sc.tooLong, maxLineBytes)
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("reading %s: %w", name, err)
@@ -297,6 +349,9 @@ func parseService(f []string) (Service, error) {
 		gw, err := netip.ParseAddr(f[5])
 		if err != nil || !gw.Is4() {
 			return s, fmt.Errorf("gateway %q is not an IPv4 address", f[5])
+		}
+		if why := unusableGateway(gw); why != "" {
+			return s, fmt.Errorf("gateway %s is %s, never a next hop", gw, why)
 		}
 		s.Gateway = gw
 	}

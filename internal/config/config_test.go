@@ -2,11 +2,16 @@ package config
 
 import (
 	"errors"
+	"io/fs"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/ispbalance/ispbalance/internal/trust"
 )
 
 const sample = `# service table
@@ -43,6 +48,7 @@ func TestParseSample(t *testing.T) {
 		},
 		InternetSSH:    false,
 		FlushConntrack: true,
+		LastResort:     LastResortCarrier,
 		MonitorOptions: []Option{
 			{Name: "interval_ms", Value: "500", File: "balance.conf", Line: 11},
 			{Name: "warn_email", Value: "root@localhost", File: "balance.conf", Line: 12},
@@ -99,6 +105,8 @@ func TestParseErrors(t *testing.T) {
 		{"bad ssh switch", "internet_ssh=maybe\n", 1, "is not yes or no"},
 		{"bad setting name", "Foo-Bar=1\n", 1, "is not a setting name"},
 		{"bad flush", "flush_conntrack=sometimes\n", 1, "flush_conntrack must be on-down or never"},
+		{"bad insecure_files", "insecure_files=yes\n", 1, "insecure_files must be refuse or allow"},
+		{"insecure_files twice", "insecure_files=allow\ninsecure_files=refuse\n", 2, "insecure_files is set again"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -132,4 +140,41 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestInsecureFilesSetting(t *testing.T) {
+	for src, want := range map[string]trust.Policy{"": trust.Refuse, "insecure_files=refuse\n": trust.Refuse, "insecure_files = allow\n": trust.Allow} {
+		c, err := Parse("b", strings.NewReader("A eth0 isp\n"+src))
+		if err != nil || c.Files != want {
+			t.Errorf("%q: policy %v, %v; want %v", src, c.Files, err, want)
+		}
+	}
+}
+
+// TestLoadRefusesOthersFiles: balance.conf that anyone but root could
+// change is refused, even when it says insecure_files=allow.
+func TestLoadRefusesOthersFiles(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "balance.conf")
+	if err := os.WriteFile(path, []byte("insecure_files=allow\nA eth0 isp\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(path); err != nil {
+		t.Fatalf("a 0644 file of the running user's: %v", err)
+	}
+	os.Chmod(path, 0o666)
+	var te *trust.Error
+	if _, err := Load(path); !errors.As(err, &te) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "chmod go-w") {
+		t.Errorf("a 0666 file: %v, want a refusal naming the file and the fix", err)
+	}
+	if os.Geteuid() == 0 {
+		os.Chmod(path, 0o644)
+		os.Chown(path, 65534, 65534)
+		if _, err := Load(path); !errors.As(err, &te) || !strings.Contains(err.Error(), "uid 65534") {
+			t.Errorf("a file of uid 65534: %v, want a refusal", err)
+		}
+	}
+	if _, err := Load(filepath.Join(dir, "missing")); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a missing file: %v, want fs.ErrNotExist", err)
+	}
 }

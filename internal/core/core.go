@@ -2,10 +2,13 @@ package core
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
+	"reflect"
+	"strings"
 	"time"
 
 	"github.com/ispbalance/ispbalance/internal/apply"
@@ -115,7 +118,7 @@ func Gather(opts Options, up UpSet) (Facts, error) {
 	if err != nil {
 		return f, err
 	}
-	files, notes, err := rules.ReadDir(filepath.Join(filepath.Dir(opts.ConfigPath), "balance"))
+	files, notes, err := rules.ReadDir(filepath.Join(filepath.Dir(opts.ConfigPath), "balance"), cfg.Files)
 	if err != nil {
 		return f, err
 	}
@@ -123,8 +126,8 @@ func Gather(opts Options, up UpSet) (Facts, error) {
 	in := plan.Input{Config: cfg, Links: map[string]plan.Link{}, Up: upSet, RuleFiles: files}
 	for dev, l := range f.Links {
 		in.Links[dev] = plan.Link{
-			Kernel: l.Kernel, Present: l.Present, Carrier: l.Up, Addr: l.Addr,
-			Gateway: l.Gateway, GatewayFrom: l.GatewayFrom, Problem: l.Problem,
+			Kernel: l.Kernel, Present: l.Present, Carrier: l.Up, AdminDown: l.AdminDown, Addr: l.Addr,
+			Gateway: l.Gateway, GatewayFrom: l.GatewayFrom, Problem: l.Problem, PointToPoint: l.PointToPoint,
 		}
 	}
 	f.Plan, err = plan.Build(in)
@@ -139,7 +142,7 @@ func checkUpSet(cfg *config.Config, up UpSet) error {
 	for _, n := range names {
 		s, ok := cfg.Service(n)
 		if !ok {
-			return fmt.Errorf("%s: no service named %q", cfg.Path, n)
+			return fmt.Errorf("%s: no service named %q; the ISPs are %s", cfg.Path, n, ispNames(cfg))
 		}
 		if s.Role != config.RoleISP {
 			return fmt.Errorf("%s:%d: service %s is a %s, not an isp", cfg.Path, s.Line, n, s.Role)
@@ -192,34 +195,54 @@ func Rebuild(ctx context.Context, opts Options, up UpSet, flushOthers bool) (Fac
 	}
 	defer lock.Unlock()
 	start := time.Now()
-	f, err := Gather(opts, up)
-	if err != nil {
-		return f, err
-	}
-	gathered := time.Since(start)
-	for _, s := range f.Plan.Skipped {
-		opts.Log.Warn("service skipped until its device is ready", "service", s.Service, "device", s.Device, "reason", s.Reason)
-	}
-	for _, n := range f.RuleNotes {
-		opts.Log.Warn("rule files: " + n.String())
-	}
-	for _, n := range f.Plan.Notes {
-		opts.Log.Info("rule files: " + n)
-	}
-	runCommands(ctx, opts, "pre-run", f.Plan.PreRun)
 	a, err := apply.New(apply.Options{StateDir: filepath.Join(opts.StateDir, "ispbalance"), Echo: opts.Echo, Log: opts.Log})
 	if err != nil {
-		return f, err
+		return Facts{}, err
 	}
 	defer a.Close()
-	if flushOthers {
-		if err := a.FlushOthers(ctx); err != nil {
-			return f, fmt.Errorf("flushing other firewall rules: %w", err)
+	var (
+		f        Facts
+		stats    apply.Stats
+		gathered time.Duration
+		lastErr  error
+	)
+	for attempt := 1; ; attempt++ {
+		var prev *plan.Plan
+		if attempt > 1 {
+			failed := f.Plan
+			prev = &failed
 		}
-	}
-	stats, err := a.Apply(ctx, f.Plan)
-	if err != nil {
-		return f, err
+		f, err = Gather(opts, up)
+		if err != nil {
+			return f, err
+		}
+		if prev != nil && reflect.DeepEqual(*prev, f.Plan) {
+			// The same facts failed twice: this is no race with another
+			// program but a real error.
+			return f, lastErr
+		}
+		gathered = time.Since(start)
+		logPlanNotes(opts, f)
+		if attempt == 1 {
+			runCommands(ctx, opts, "pre-run", f.Plan.PreRun)
+			if flushOthers {
+				if err := a.FlushOthers(ctx); err != nil {
+					return f, fmt.Errorf("flushing other firewall rules: %w", err)
+				}
+			}
+		}
+		stats, err = a.Apply(ctx, f.Plan)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, apply.ErrFactsChanged) || attempt == maxApplyAttempts {
+			return f, err
+		}
+		// A device or address vanished between discovery and apply
+		// (ifdown, NetworkManager): that is a fact to read again, not an
+		// error. The failed attempt was rolled back.
+		opts.Log.Info("interfaces changed during the rebuild; discovering again", "attempt", attempt, "err", err)
+		lastErr = err
 	}
 	if err := recordVerdicts(opts.StateDir, f.Config, up); err != nil {
 		return f, err
@@ -236,6 +259,39 @@ func Rebuild(ctx context.Context, opts Options, up UpSet, flushOthers bool) (Fac
 		"read", stats.Read.Round(time.Microsecond), "routing_apply", stats.Routing.Round(time.Microsecond),
 		"firewall", stats.Firewall.Round(time.Microsecond))
 	return f, nil
+}
+
+// maxApplyAttempts bounds how often one rebuild discovers again after the
+// kernel changed under it; interfaces that keep changing get the next
+// trigger's rebuild.
+const maxApplyAttempts = 3
+
+// logPlanNotes says what the plan left out or could not use, and loudly
+// when it routes as a last resort.
+func logPlanNotes(opts Options, f Facts) {
+	for _, s := range f.Plan.Skipped {
+		opts.Log.Warn("service skipped until its device is ready", "service", s.Service, "device", s.Device, "reason", s.Reason)
+	}
+	for _, isp := range f.Plan.ISPs {
+		for _, w := range isp.Warnings {
+			opts.Log.Warn(w, "service", isp.Name, "device", isp.Device)
+		}
+	}
+	for _, n := range f.RuleNotes {
+		opts.Log.Warn("rule files: " + n.String())
+	}
+	for _, n := range f.Plan.Notes {
+		opts.Log.Info("rule files: " + n)
+	}
+	if f.Plan.LastResort {
+		var names []string
+		for _, isp := range f.Plan.ISPs {
+			if isp.Routing {
+				names = append(names, isp.Name)
+			}
+		}
+		opts.Log.Error("LAST RESORT: every ISP is judged down; routing through every ISP with carrier so the LAN stays online (set last_resort=unreachable to route through none)", "isps", names)
+	}
 }
 
 // recordVerdicts writes the state files after a successful apply, so a
@@ -300,11 +356,12 @@ func Status(opts Options) (render.StatusReport, error) {
 	if err != nil {
 		return report, err
 	}
+	report.LastResort = f.Plan.LastResort
 	live, err := apply.BalancedDevices()
 	if err != nil {
 		return report, err
 	}
-	if report.Firewall, err = apply.FirewallStatus(f.Plan.Firewall); err != nil {
+	if report.Firewall, err = apply.FirewallStatus(f.Plan.Firewall, f.Plan.Firewall6); err != nil {
 		// Reading the firewall needs root; the rest of the status does not.
 		report.Firewall = fmt.Sprintf("unknown (%v)", err)
 	}
@@ -322,6 +379,7 @@ func Status(opts Options) (render.StatusReport, error) {
 				row.State = "unknown"
 			}
 			row.Routing = live[l.Kernel] && l.Present && l.Up
+			row.Warnings = planWarnings(f.Plan, s.Name, l.Present)
 		} else {
 			row.State = "up"
 			if !l.Present {
@@ -331,4 +389,34 @@ func Status(opts Options) (render.StatusReport, error) {
 		report.Rows = append(report.Rows, row)
 	}
 	return report, nil
+}
+
+// ispNames lists the configured ISPs for a message about a name that is
+// not one of them.
+func ispNames(cfg *config.Config) string {
+	var names []string
+	for _, s := range cfg.ISPs() {
+		names = append(names, s.Name)
+	}
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
+}
+
+// planWarnings is what the plan says about an ISP for the status table:
+// its warnings, or why a present device was left out (a missing device
+// already shows as its problem).
+func planWarnings(p plan.Plan, service string, present bool) []string {
+	for _, isp := range p.ISPs {
+		if isp.Name == service {
+			return isp.Warnings
+		}
+	}
+	for _, s := range p.Skipped {
+		if s.Service == service && present {
+			return []string{"left out: " + s.Reason}
+		}
+	}
+	return nil
 }

@@ -30,7 +30,7 @@ func MonitorFacts(f Facts) monitor.Facts {
 		if i, ok := planned[s.Name]; ok {
 			isp := f.Plan.ISPs[i]
 			t.Device, t.Src, t.Mark, t.Gateway = isp.Kernel, isp.Addr.Addr(), isp.Mark, isp.Gateway
-			t.Present, t.Carrier = true, isp.Carrier
+			t.Present, t.Carrier, t.Routing = true, isp.Carrier, isp.Routing
 		}
 		mf.Targets = append(mf.Targets, t)
 	}
@@ -73,6 +73,7 @@ func MonitorOptions(opts Options, lsmConfig string) (monitor.Options, error) {
 		Default:        def,
 		Settings:       map[string]lsm.Settings{},
 		ScriptDir:      filepath.Join(filepath.Dir(opts.ConfigPath), "balance", "lsm"),
+		Files:          cfg.Files,
 		StateDir:       opts.StateDir,
 		StatusPath:     filepath.Join(opts.RunDir, "monitor.json"),
 		FlushConntrack: cfg.FlushConntrack,

@@ -23,6 +23,11 @@ type Link struct {
 	Present bool
 	// Up means admin up, operational state up or unknown, and carrier.
 	Up bool
+	// AdminDown means the link exists but is administratively down (`ip
+	// link set DEV down`, ifdown, nmcli device disconnect): the kernel has
+	// dropped every route through it and refuses new ones, unlike a link
+	// that only lost carrier.
+	AdminDown bool
 	// PointToPoint is set for IFF_POINTOPOINT links (ppp, tun) and for
 	// addresses configured with a peer.
 	PointToPoint bool

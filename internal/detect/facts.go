@@ -93,6 +93,7 @@ func (v *view) describe(req Request) (Link, gatewayFacts) {
 	}
 	l.Index = attrs.Index
 	l.Up = linkUp(attrs)
+	l.AdminDown = attrs.Flags&net.FlagUp == 0
 	l.PointToPoint = attrs.Flags&net.FlagPointToPoint != 0
 
 	a, ok := pickAddr(v.addrs[attrs.Index], kernel, label)

@@ -42,6 +42,16 @@ func DetectLayout(root string) Layout {
 	}
 }
 
+// ConfigPlaces lists where DetectLayout may put balance.conf under root,
+// in the order it considers them, for messages about a missing file.
+func ConfigPlaces(root string) []string {
+	var out []string
+	for _, dir := range []string{"/etc/network", "/etc/sysconfig/network-scripts", "/etc"} {
+		out = append(out, filepath.Join(root, dir, "balance.conf"))
+	}
+	return out
+}
+
 // isDir treats any stat failure as absence: an unreadable directory cannot
 // hold a configuration we could read either.
 func isDir(path string) bool {

@@ -45,3 +45,22 @@ func TestDetectLayout(t *testing.T) {
 		})
 	}
 }
+
+func TestConfigPlacesAgreeWithLayout(t *testing.T) {
+	root := t.TempDir()
+	places := ConfigPlaces(root)
+	dirs := []string{"etc/network", "etc/sysconfig/network-scripts", "etc"}
+	if len(places) != len(dirs) {
+		t.Fatalf("places %v", places)
+	}
+	// Creating the directories from the last to the first makes each place
+	// the layout's choice in turn.
+	for i := len(dirs) - 1; i >= 0; i-- {
+		if err := os.MkdirAll(filepath.Join(root, dirs[i]), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if got := DetectLayout(root).ConfigPath; got != places[i] {
+			t.Errorf("with %s: layout uses %s, ConfigPlaces says %s", dirs[i], got, places[i])
+		}
+	}
+}

@@ -103,3 +103,39 @@ func undoOnce(undo func() error) func() error {
 		return err
 	}
 }
+
+// DropEcho makes the internet server ignore ICMP echo requests while TCP
+// to it still flows: the probe target that many admins share among all
+// their ISPs (8.8.8.8 style) going quiet while every uplink works.
+func (l *Lab) DropEcho() (undo func() error, err error) {
+	tag := "lab-fault-" + strconv.FormatUint(l.faultSeq.Add(1), 10)
+	rule := []string{"INPUT", "-p", "icmp", "--icmp-type", "echo-request", "-m", "comment", "--comment", tag, "-j", "DROP"}
+	if _, err := l.iptables("inet", append([]string{"-I"}, rule...)...); err != nil {
+		return nil, fmt.Errorf("dropping echo requests at the internet server: %w", err)
+	}
+	return undoOnce(func() error {
+		if _, err := l.iptables("inet", append([]string{"-D"}, rule...)...); err != nil {
+			return fmt.Errorf("answering echo requests at the internet server again: %w", err)
+		}
+		return nil
+	}), nil
+}
+
+// AdminDown sets the router's own wan<k> administratively down, as
+// `ifdown` and `nmcli device disconnect` do: unlike a carrier loss, the
+// kernel then drops every route through the device.
+func (l *Lab) AdminDown(k int) (undo func() error, err error) {
+	if _, err := l.checkISP(k); err != nil {
+		return nil, err
+	}
+	wan := "wan" + strconv.Itoa(k)
+	if _, err := l.run("router", "ip", "link", "set", wan, "down"); err != nil {
+		return nil, fmt.Errorf("setting the router's %s down: %w", wan, err)
+	}
+	return undoOnce(func() error {
+		if _, err := l.run("router", "ip", "link", "set", wan, "up"); err != nil {
+			return fmt.Errorf("setting the router's %s up: %w", wan, err)
+		}
+		return nil
+	}), nil
+}

@@ -22,15 +22,27 @@ func (l *Lab) StartServer(port int) (stop func(), err error) {
 	if port < 1 || port > 65535 {
 		return nil, fmt.Errorf("starting a server on port %d: want 1..65535", port)
 	}
-	addr := netip.AddrPortFrom(serverAddr, uint16(port)).String()
+	return l.StartListener("inet", netip.AddrPortFrom(serverAddr, uint16(port)))
+}
+
+// StartListener runs the same server as StartServer on any address of
+// any lab namespace, IPv6 and the unspecified address (all of the
+// namespace's addresses, both families) included: a listener the
+// firewall tests first reach from an allowed client, then try from a
+// forbidden one.
+func (l *Lab) StartListener(ns string, addr netip.AddrPort) (stop func(), err error) {
+	network := "tcp"
+	if addr.Addr().Is4() {
+		network = "tcp4"
+	}
 	var ln net.Listener
-	err = l.Do("inet", func() error {
+	err = l.Do(ns, func() error {
 		var err error
-		ln, err = net.Listen("tcp4", addr)
+		ln, err = net.Listen(network, addr.String())
 		return err
 	})
 	if err != nil {
-		return nil, fmt.Errorf("starting a server on %s: %w", addr, err)
+		return nil, fmt.Errorf("starting a server on %s in %s: %w", addr, l.NS(ns), err)
 	}
 	s := &server{ln: ln, conns: make(map[net.Conn]struct{})}
 	untrack, err := l.track(s.stop)
@@ -43,6 +55,26 @@ func (l *Lab) StartServer(port int) (stop func(), err error) {
 		s.stop()
 		untrack()
 	}, nil
+}
+
+// Greet connects from ns to dst and reads the server's first line (the
+// source address it saw): the whole exchange a firewall test calls
+// "reachable". It fails when the connection is refused, times out or
+// yields nothing.
+func (l *Lab) Greet(ns string, dst netip.AddrPort, timeout time.Duration) (seen string, err error) {
+	c, err := l.DialTCP(ns, dst, timeout)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	if err := c.SetDeadline(time.Now().Add(timeout)); err != nil {
+		return "", err
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return "", fmt.Errorf("reading the greeting of %s: %w", dst, err)
+	}
+	return strings.TrimSpace(line), nil
 }
 
 type server struct {

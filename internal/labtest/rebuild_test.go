@@ -31,9 +31,23 @@ func TestFailoverMode(t *testing.T) {
 	}
 	r.mustRun("down", "CABLE")
 	// With CABLE recorded down and DSL recorded down by the previous run,
-	// nothing is up: the balance table is empty.
+	// nothing is judged up, but both have carrier: the last resort keeps
+	// the LAN online through the failover choice, DSL, and says so.
+	if c := r.shares(1, 20); c[2] != 20 {
+		t.Errorf("every ISP judged down: connections per ISP %v, want all 20 via DSL as a last resort", c)
+	}
+	if st := r.mustRun("-s"); !strings.Contains(st, "LAST RESORT") {
+		t.Errorf("status does not show the last resort:\n%s", st)
+	}
+	// last_resort=unreachable keeps the strict behaviour: the balance
+	// table is empty.
+	r.writeConf("last_resort=unreachable\nmode=failover\nCABLE wan1 isp default 1\nDSL wan2 isp default 3\nLAN lan1 lan\n")
+	r.mustRun("down", "CABLE")
 	if out := r.sh("router", "ip", "route", "show", "table", "4200"); strings.TrimSpace(out) != "" {
-		t.Errorf("no ISP up, but the balance table has routes:\n%s", out)
+		t.Errorf("no ISP up and last_resort=unreachable, but the balance table has routes:\n%s", out)
+	}
+	if st := r.mustRun("-s"); strings.Contains(st, "LAST RESORT") {
+		t.Errorf("status shows a last resort with last_resort=unreachable:\n%s", st)
 	}
 	r.mustRun("up", "DSL", "extra", "lsm", "args")
 	if c := r.shares(1, 20); c[2] != 20 {

@@ -13,6 +13,7 @@ import (
 	"github.com/ispbalance/ispbalance/internal/lsm"
 	"github.com/ispbalance/ispbalance/internal/probe"
 	"github.com/ispbalance/ispbalance/internal/state"
+	"github.com/ispbalance/ispbalance/internal/trust"
 )
 
 // Target is one ISP as the latest rebuild saw it.
@@ -27,6 +28,9 @@ type Target struct {
 	Ping    []string
 	Present bool
 	Carrier bool
+	// Routing says the rebuild routes new connections through the ISP,
+	// which it may do for an ISP judged down as a last resort.
+	Routing bool
 }
 
 // Facts is what a rebuild tells the monitor.
@@ -49,7 +53,10 @@ type Options struct {
 	Groups   []lsm.Group
 	// ScriptDir holds up.d/, down.d/ and long_down.d/ (balance/lsm).
 	ScriptDir string
-	StateDir  string
+	// Files says whether event scripts that others could change run
+	// with a warning (balance.conf's insecure_files=allow) or not at all.
+	Files    trust.Policy
+	StateDir string
 	// StatusPath receives a JSON snapshot for `ifup-balance -s`.
 	StatusPath string
 	// FlushConntrack deletes the connection-tracking entries of an ISP
@@ -179,11 +186,28 @@ func (m *Monitor) Run(ctx context.Context, ctl Control, ready func()) error {
 	m.started = time.Now()
 	m.scriptCtx, m.stopScript = context.WithCancel(context.Background())
 	defer m.stopScripts()
-	facts, err := m.rebuild(ctx, "monitor start")
-	if err != nil {
-		return fmt.Errorf("first rebuild: %w", err)
+	// A failed rebuild never stops the monitor: an interface that
+	// vanishes during the first rebuild (NetworkManager taking an address
+	// away) is no reason to leave the router unwatched. It is retried
+	// with backoff instead.
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
+	backoff := time.Duration(0)
+	failed := func(err error) {
+		if backoff == 0 {
+			backoff = retryFirst
+		} else if backoff *= 2; backoff > retryMax {
+			backoff = retryMax
+		}
+		m.log.Error("rebuild failed; retrying", "err", err, "in", backoff)
+		retry.Reset(backoff)
 	}
-	m.setFacts(facts)
+	if facts, err := m.rebuild(ctx, "monitor start"); err != nil {
+		failed(err)
+	} else {
+		m.setFacts(facts)
+	}
 	defer m.closeAll()
 
 	nlEvents := make(chan string, 64)
@@ -238,11 +262,15 @@ func (m *Monitor) Run(ctx context.Context, ctl Control, ready func()) error {
 			m.recordReply(rp)
 		case reason := <-nlEvents:
 			requestRebuild(reason)
+		case <-retry.C:
+			requestRebuild("retrying a failed rebuild")
 		case res := <-done:
 			rebuilding = false
 			if res.err != nil {
-				m.log.Error("rebuild failed", "err", res.err)
+				failed(res.err)
 			} else {
+				backoff = 0
+				retry.Stop()
 				m.setFacts(res.facts)
 				timer.Reset(0) // new links are probed at once
 			}
@@ -264,6 +292,12 @@ func (m *Monitor) Run(ctx context.Context, ctl Control, ready func()) error {
 		}
 	}
 }
+
+// A failed rebuild is retried after retryFirst, doubling up to retryMax.
+const (
+	retryFirst = time.Second
+	retryMax   = 30 * time.Second
+)
 
 // scriptGrace is how long scripts still running at shutdown may finish.
 const scriptGrace = 2 * time.Second
@@ -526,9 +560,16 @@ func (m *Monitor) decide(name string, l *link, now time.Time, changed *[]string)
 	*changed = append(*changed, name+" "+ev.State.String())
 }
 
-// flush deletes the tracked connections of ISPs that went down.
+// flush deletes the tracked connections of ISPs that went down, except
+// of those the rebuild still routes through as a last resort: their
+// connections have nowhere better to go, and flushing them would cut
+// every established connection of the LAN.
 func (m *Monitor) flush(marks map[string]uint32) {
 	for name, mark := range marks {
+		if l := m.links[name]; l != nil && l.target.Routing {
+			m.log.Warn("keeping the connections of an isp judged down: it still routes as a last resort", "isp", name)
+			continue
+		}
 		n, err := flushConntrack(mark)
 		if err != nil {
 			m.log.Error("flushing connections of a dead isp", "isp", name, "err", err)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ispbalance/ispbalance/internal/lsm"
+	"github.com/ispbalance/ispbalance/internal/trust"
 )
 
 // TestResolveTargets: literal addresses are used as they are, host names
@@ -56,22 +57,31 @@ func TestResolveTargets(t *testing.T) {
 	}
 }
 
+// TestDirectoryScripts: the executables of <state>.d are listed in
+// order; when one could be changed by others, none is, unless
+// balance.conf allows it.
 func TestDirectoryScripts(t *testing.T) {
 	dir := t.TempDir()
-	for name, mode := range map[string]os.FileMode{
-		"20-second": 0o755, "10-first": 0o755, "30-not-executable": 0o644,
-		"40-backup~": 0o755, "50-x.bak": 0o755, "60-x.dpkg-old": 0o755, "#70-x": 0o755, ".hidden": 0o755,
-	} {
-		os.WriteFile(filepath.Join(dir, name), []byte("#!/bin/sh\n"), mode)
+	downD := filepath.Join(dir, "down.d")
+	os.Mkdir(downD, 0o755)
+	for name, mode := range map[string]os.FileMode{"20-second": 0o755, "10-first": 0o755, "30-not-executable": 0o644, "40-backup~": 0o755} {
+		os.WriteFile(filepath.Join(downD, name), []byte("#!/bin/sh\n"), mode)
 	}
-	os.Mkdir(filepath.Join(dir, "80-dir"), 0o755)
-	got := directoryScripts(dir)
-	want := []string{filepath.Join(dir, "10-first"), filepath.Join(dir, "20-second")}
-	if !slices.Equal(got, want) {
+	m := New(Options{}, nil)
+	want := []string{filepath.Join(downD, "10-first"), filepath.Join(downD, "20-second")}
+	if got := m.directoryScripts(dir, "down"); !slices.Equal(got, want) {
 		t.Errorf("got %v, want %v", got, want)
 	}
-	if directoryScripts(filepath.Join(dir, "missing")) != nil {
-		t.Errorf("a missing directory lists scripts")
+	if got := m.directoryScripts(dir, "up"); got != nil {
+		t.Errorf("a missing directory lists %v", got)
+	}
+	os.Chmod(filepath.Join(downD, "20-second"), 0o777)
+	if got := m.directoryScripts(dir, "down"); got != nil {
+		t.Errorf("with a world-writable script: %v, want none", got)
+	}
+	m = New(Options{Files: trust.Allow}, nil)
+	if got := m.directoryScripts(dir, "down"); !slices.Equal(got, want) {
+		t.Errorf("with insecure_files=allow: %v, want %v", got, want)
 	}
 }
 

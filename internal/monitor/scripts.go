@@ -7,34 +7,40 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
 	"github.com/ispbalance/ispbalance/internal/lsm"
 	"github.com/ispbalance/ispbalance/internal/rules"
+	"github.com/ispbalance/ispbalance/internal/trust"
 )
 
-// directoryScripts lists the executable files in dir, alphabetically.
-func directoryScripts(dir string) []string {
-	entries, err := os.ReadDir(dir)
+// directoryScripts lists the scripts of scriptDir/<state>.d. When the
+// directory or one of its scripts could be changed by anyone but root,
+// it lists none and logs what to fix.
+func (m *Monitor) directoryScripts(scriptDir, state string) []string {
+	scripts, notes, err := rules.EventScripts(scriptDir, state, m.opts.Files)
+	for _, n := range notes {
+		m.log.Warn("event scripts: " + n.String())
+	}
 	if err != nil {
+		m.log.Error("event scripts not run", "state", state, "err", err)
 		return nil
 	}
-	var out []string
-	for _, e := range entries {
-		if rules.Leftover(e.Name()) {
-			continue
-		}
-		info, err := e.Info()
-		if err != nil || !info.Mode().IsRegular() || info.Mode()&0o111 == 0 {
-			continue
-		}
-		out = append(out, filepath.Join(dir, e.Name()))
+	return scripts
+}
+
+// trusted reports whether a configured event or notify script may run.
+func (m *Monitor) trusted(path string) bool {
+	warning, err := m.opts.Files.Check(path)
+	if warning != "" {
+		m.log.Warn("event script: " + warning)
 	}
-	sort.Strings(out)
-	return out
+	if err != nil {
+		m.log.Error("event script not run", "script", path, "err", err)
+		return false
+	}
+	return true
 }
 
 // runEventScripts starts, in the background, the scripts an lsm event
@@ -44,10 +50,14 @@ func directoryScripts(dir string) []string {
 // Probing never waits for them.
 func (m *Monitor) runEventScripts(ev lsm.Event) {
 	var cmds []lsm.Command
-	cmds = append(cmds, ev.Commands()...)
+	for _, c := range ev.Commands() {
+		if m.trusted(c.Path) {
+			cmds = append(cmds, c)
+		}
+	}
 	if !ev.Group && m.opts.ScriptDir != "" {
 		args := lsm.ScriptArgs(ev)
-		for _, path := range directoryScripts(filepath.Join(m.opts.ScriptDir, ev.State.String()+".d")) {
+		for _, path := range m.directoryScripts(m.opts.ScriptDir, ev.State.String()) {
 			cmds = append(cmds, lsm.Command{Path: path, Args: args})
 		}
 	}
@@ -122,12 +132,13 @@ func (m *Monitor) mail(to string, ev lsm.Event) {
 // RunEventScripts runs the executables of scriptDir/<state>.d with args,
 // for an event that an external lsm delivers as `ifup-balance down NAME
 // ...`, as the original did. They run side by side, each with the time
-// limit; it returns when all have ended.
-func RunEventScripts(ctx context.Context, scriptDir, state string, args []string, limit time.Duration, log *slog.Logger) {
-	m := New(Options{ScriptTimeout: limit, Log: log}, nil)
+// limit; it returns when all have ended. files is balance.conf's policy
+// for scripts that others could change.
+func RunEventScripts(ctx context.Context, scriptDir, state string, files trust.Policy, args []string, limit time.Duration, log *slog.Logger) {
+	m := New(Options{ScriptTimeout: limit, Files: files, Log: log}, nil)
 	m.scriptCtx, m.stopScript = context.WithCancel(ctx)
 	defer m.stopScript()
-	for _, path := range directoryScripts(filepath.Join(scriptDir, state+".d")) {
+	for _, path := range m.directoryScripts(scriptDir, state) {
 		m.scripts.Add(1)
 		go func() {
 			defer m.scripts.Done()

@@ -105,8 +105,12 @@ func (m *Monitor) watchLoop(ctx context.Context, seen map[string]linkFacts, link
 				return
 			}
 			a := u.Attrs()
+			// The same test as discovery's: the operational state often
+			// turns up a moment after carrier, and a rebuild made in
+			// between would still see the link as down.
 			f := linkFacts{index: a.Index, present: u.Header.Type != unix.RTM_DELLINK,
-				up: a.RawFlags&unix.IFF_UP != 0 && a.RawFlags&unix.IFF_LOWER_UP != 0}
+				up: a.RawFlags&unix.IFF_UP != 0 && a.RawFlags&unix.IFF_LOWER_UP != 0 &&
+					(a.OperState == netlink.OperUp || a.OperState == netlink.OperUnknown)}
 			old, known := seen[a.Name]
 			seen[a.Name] = f
 			if watchedDevices.has(a.Name) && (!known || old != f) {

@@ -18,13 +18,19 @@ type Link struct {
 	Present bool
 	// Carrier is true when the link is administratively up and has carrier.
 	Carrier bool
-	Addr    netip.Prefix
-	Gateway netip.Addr
+	// AdminDown is true when the link is administratively down: the
+	// kernel has removed every route through it and refuses new ones.
+	AdminDown bool
+	Addr      netip.Prefix
+	Gateway   netip.Addr
 	// GatewayFrom says where the gateway came from (config, route, peer,
 	// lease:FILE, guess), for the status table.
 	GatewayFrom string
 	// Problem says why the device is not Present.
 	Problem string
+	// PointToPoint is set for ppp and tun links and addresses with a
+	// peer: their gateway is outside the address's subnet by nature.
+	PointToPoint bool
 }
 
 // Input is everything Build needs.
@@ -55,9 +61,13 @@ type ISP struct {
 	GwFrom  string
 	Carrier bool
 	// Up is the admin's or monitor's verdict; Routing is whether the ISP
-	// carries new connections (up, present and with carrier).
+	// carries new connections (up, present and with carrier, or any ISP
+	// with carrier while the plan is a last resort).
 	Up      bool
 	Routing bool
+	// Warnings are what the admin should know about a working but odd
+	// setup, for the log and the status table.
+	Warnings []string
 }
 
 // LAN is one LAN service as planned.
@@ -175,16 +185,23 @@ type Table struct {
 
 // Plan is the complete desired state.
 type Plan struct {
-	Mode    config.Mode
-	ISPs    []ISP
-	LANs    []LAN
-	Skipped []Skipped
-	Routes  []Route
-	Rules   []Rule
-	Sysctls []Sysctl
+	Mode config.Mode
+	// LastResort is set when every ISP was judged down and the plan
+	// routes through every ISP that still has carrier instead of taking
+	// the LAN offline on the strength of probes alone.
+	LastResort bool
+	ISPs       []ISP
+	LANs       []LAN
+	Skipped    []Skipped
+	Routes     []Route
+	Rules      []Rule
+	Sysctls    []Sysctl
 	// Firewall holds the filter, mangle and nat tables, in that order,
 	// and raw when rule files use it.
 	Firewall []Table
+	// Firewall6 holds the IPv6 filter table: the same policy as IPv4's
+	// filter table, for ip6tables-restore.
+	Firewall6 []Table
 	// PreRun and PostRun are rule-file commands run before and after the
 	// plan is applied.
 	PreRun, PostRun []Command
@@ -212,7 +229,10 @@ func Build(in Input) (Plan, error) {
 	for i, s := range cfg.ISPs() {
 		index := i + 1
 		l, ok := in.Links[s.Device]
-		if !ok || !l.Present || !l.Addr.IsValid() {
+		if !ok || !l.Present || !l.Addr.IsValid() || l.AdminDown {
+			// An administratively down device cannot carry a route: the
+			// kernel refuses one through it. Such an ISP is down for this
+			// rebuild, and the next rebuild after it comes up takes it back.
 			p.Skipped = append(p.Skipped, Skipped{s.Name, s.Device, reason(l, ok)})
 			continue
 		}
@@ -230,6 +250,10 @@ func Build(in Input) (Plan, error) {
 		isp.Routing = isp.Up && isp.Carrier
 		p.ISPs = append(p.ISPs, isp)
 	}
+	if err := vetGateways(cfg, in, &p); err != nil {
+		return Plan{}, err
+	}
+	p.LastResort = lastResort(cfg, p.ISPs)
 	for _, s := range cfg.LANs() {
 		l, ok := in.Links[s.Device]
 		if !ok || !l.Present || !l.Addr.IsValid() {
@@ -251,15 +275,41 @@ func Build(in Input) (Plan, error) {
 	if p.Firewall, err = planFirewall(cfg, p, user); err != nil {
 		return Plan{}, err
 	}
+	p.Firewall6 = planFirewall6(cfg, p)
 	p.PreRun, p.PostRun = user.commands()
 	p.Notes = user.notes()
 	return p, nil
+}
+
+// lastResort turns on routing through every ISP that has carrier when
+// the verdicts leave none: a probe target that stops answering, or probes
+// broken by someone flushing our rules, must not take the whole LAN
+// offline while the uplinks themselves work. It reports whether it did.
+func lastResort(cfg *config.Config, isps []ISP) bool {
+	if cfg.LastResort == config.LastResortUnreachable {
+		return false
+	}
+	for _, isp := range isps {
+		if isp.Routing {
+			return false
+		}
+	}
+	used := false
+	for i := range isps {
+		if isps[i].Carrier {
+			isps[i].Routing = true
+			used = true
+		}
+	}
+	return used
 }
 
 func reason(l Link, found bool) string {
 	switch {
 	case !found:
 		return "device not discovered"
+	case l.AdminDown && l.Present:
+		return "device is administratively down"
 	case l.Problem != "":
 		return l.Problem
 	default:

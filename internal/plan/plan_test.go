@@ -122,6 +122,30 @@ var scenarios = []struct {
 		rules: ruleFile,
 	},
 	{
+		// Every verdict is down but both uplinks have carrier: a silent
+		// probe target must not take the LAN offline.
+		name:  "all-judged-down-last-resort",
+		conf:  "CABLE wan1 isp\nDSL wan2 isp default 3\nLAN lan1 lan\n",
+		links: map[string]plan.Link{"wan1": isp(1), "wan2": isp(2), "lan1": lan(1)},
+		up:    allUp(),
+	},
+	{
+		name:  "all-judged-down-unreachable",
+		conf:  "last_resort=unreachable\nCABLE wan1 isp\nDSL wan2 isp\nLAN lan1 lan\n",
+		links: map[string]plan.Link{"wan1": isp(1), "wan2": isp(2), "lan1": lan(1)},
+		up:    allUp(),
+	},
+	{
+		// The active failover ISP was taken down with `ip link set wan2
+		// down`: nothing may be planned through it.
+		name: "failover-active-admin-down",
+		conf: "mode=failover\nCABLE wan1 isp default 1\nDSL wan2 isp default 5\nLAN lan1 lan\n",
+		links: map[string]plan.Link{"wan1": isp(1), "lan1": lan(1),
+			"wan2": {Kernel: "wan2", Present: true, AdminDown: true, Addr: netip.MustParsePrefix("100.64.2.2/24"),
+				Gateway: netip.MustParseAddr("100.64.2.1"), GatewayFrom: "route"}},
+		up: allUp("CABLE", "DSL"),
+	},
+	{
 		name: "missing-device",
 		conf: "CABLE wan1 isp\nDSL wan2 isp\nLAN lan1 lan\nDMZ lan2 lan\n",
 		links: map[string]plan.Link{"wan1": isp(1), "lan1": lan(1),

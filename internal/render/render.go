@@ -223,19 +223,27 @@ func Script(w io.Writer, p plan.Plan) error {
 	b.WriteString("#!/bin/sh\n# ispbalance plan (mode " + string(p.Mode) + ")\n")
 	for _, isp := range p.ISPs {
 		state := "down"
-		if isp.Routing {
+		if isp.Routing && !isp.Up {
+			state = "judged down, routing as a last resort"
+		} else if isp.Routing {
 			state = "up"
 		} else if isp.Up && !isp.Carrier {
 			state = "no carrier"
 		}
 		fmt.Fprintf(&b, "# isp %s: dev %s addr %s gw %s (%s) weight %d table %d mark %s: %s\n",
 			isp.Name, isp.Device, isp.Addr, isp.Gateway, isp.GwFrom, isp.Weight, isp.Table, kn.FormatMark(isp.Mark), state)
+		for _, w := range isp.Warnings {
+			fmt.Fprintf(&b, "# warning %s: %s\n", isp.Name, w)
+		}
 	}
 	for _, lan := range p.LANs {
 		fmt.Fprintf(&b, "# lan %s: dev %s addr %s\n", lan.Name, lan.Device, lan.Addr)
 	}
 	for _, s := range p.Skipped {
 		fmt.Fprintf(&b, "# skipped %s (dev %s): %s\n", s.Service, s.Device, s.Reason)
+	}
+	if p.LastResort {
+		b.WriteString("# LAST RESORT: every ISP is judged down; routing through every ISP with carrier (last_resort=unreachable turns this off)\n")
 	}
 	for _, n := range p.Notes {
 		fmt.Fprintf(&b, "# rule files: %s\n", n)
@@ -262,6 +270,12 @@ func Script(w io.Writer, p plan.Plan) error {
 	b.WriteString("iptables-restore --noflush <<'EOF'\n")
 	b.WriteString(Restore(p.Firewall, RestoreOptions{}))
 	b.WriteString("EOF\n")
+	if len(p.Firewall6) > 0 {
+		b.WriteString("\n# IPv6 firewall: the same policy, plus neighbour discovery, MLD, ICMPv6 errors and DHCPv6\n")
+		b.WriteString("ip6tables-restore --noflush <<'EOF'\n")
+		b.WriteString(Restore(p.Firewall6, RestoreOptions{}))
+		b.WriteString("EOF\n")
+	}
 	if len(p.PostRun) > 0 {
 		b.WriteString("\n# post-run commands (run after applying, each on its own, without a shell)\n")
 		for _, c := range p.PostRun {
@@ -286,6 +300,9 @@ type StatusRow struct {
 	Gateway     netip.Addr   `json:"gateway"`
 	GatewayFrom string       `json:"gateway_from,omitempty"`
 	Problem     string       `json:"problem,omitempty"`
+	// Warnings are the planner's words about an odd but working setup,
+	// or why a present service was left out.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // MonitorStatus is the running monitor's view.
@@ -320,6 +337,9 @@ type StatusReport struct {
 	Rows []StatusRow `json:"services"`
 	// Firewall says whether ispbalance's firewall is in place.
 	Firewall string `json:"firewall"`
+	// LastResort says every ISP is judged down and the router routes
+	// through every ISP with carrier rather than through none.
+	LastResort bool `json:"last_resort"`
 	// Monitor is nil when no monitor runs.
 	Monitor *MonitorStatus `json:"monitor"`
 }
@@ -353,10 +373,21 @@ func Status(w io.Writer, report StatusReport) error {
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Service, r.Device, r.Role, r.State, routing, addr, gw)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, r := range rows {
+		for _, warning := range r.Warnings {
+			fmt.Fprintf(w, "warning: %s: %s\n", r.Service, warning)
+		}
+	}
+	return nil
 }
 
 func writeMonitor(w io.Writer, report StatusReport) {
+	if report.LastResort {
+		fmt.Fprintln(w, "LAST RESORT: every ISP is judged down; routing through every ISP with carrier (last_resort=unreachable turns this off)")
+	}
 	fmt.Fprintf(w, "Firewall: %s\n", report.Firewall)
 	m := report.Monitor
 	if m == nil {

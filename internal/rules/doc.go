@@ -5,9 +5,12 @@
 // other commands to run before or after the plan is applied.
 //
 // It never runs or applies anything. Reading the four directories
-// (ReadDir) is its only I/O; parsing, expansion against the interface
-// facts (Expand) and translation of the original's Perl rule files
-// (Migrate) are pure.
+// (ReadDir) and listing the link monitor's event scripts (EventScripts)
+// are its only I/O, and both refuse files and directories that anyone but
+// root could change (package trust), unless balance.conf says
+// insecure_files=allow; parsing, expansion against the interface facts
+// (Expand) and translation of the original's Perl rule files (Migrate)
+// are pure.
 //
 // # Rule file syntax
 //

@@ -6,7 +6,10 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+
+	"github.com/ispbalance/ispbalance/internal/trust"
 )
 
 // File is a parsed rule file. Its lines are checked but not expanded.
@@ -56,7 +59,40 @@ var directives = map[string]lineKind{
 // Perl files and anything that is not a regular file are skipped with a
 // note. On error, files is nil; the error lists every bad line of every
 // file.
-func ReadDir(balanceDir string) (files []File, notes []Note, err error) {
+//
+// balanceDir, the rule directories and every file read must pass
+// trust.Check, because what they say runs as root: under trust.Refuse
+// the first that fails is the error and no file is returned; under
+// trust.Allow each is a note. So must the event scripts (EventScripts),
+// so that a rebuild, not only the next event, reports them.
+func ReadDir(balanceDir string, policy trust.Policy) (files []File, notes []Note, err error) {
+	check := func(path string) error {
+		warning, err := policy.Check(path)
+		if warning != "" {
+			notes = append(notes, Note{Pos{File: path}, warning})
+		}
+		if err != nil {
+			return fmt.Errorf("reading rule files: %w", err)
+		}
+		return nil
+	}
+	if err := check(balanceDir); errors.Is(err, fs.ErrNotExist) {
+		return nil, nil, nil
+	} else if err != nil {
+		return nil, notes, err
+	}
+	for _, state := range EventStates {
+		_, more, err := EventScripts(filepath.Join(balanceDir, "lsm"), state, policy)
+		for _, n := range more {
+			// Each state's listing checks balance/lsm again.
+			if !slices.Contains(notes, n) {
+				notes = append(notes, n)
+			}
+		}
+		if err != nil {
+			return nil, notes, err
+		}
+	}
 	var errs []error
 	for _, k := range kinds {
 		dir := filepath.Join(balanceDir, k.String())
@@ -66,6 +102,9 @@ func ReadDir(balanceDir string) (files []File, notes []Note, err error) {
 		}
 		if err != nil {
 			return nil, notes, fmt.Errorf("read rule directory: %w", err)
+		}
+		if err := check(dir); err != nil {
+			return nil, notes, err
 		}
 		for _, e := range entries {
 			name := e.Name()
@@ -86,6 +125,9 @@ func ReadDir(balanceDir string) (files []File, notes []Note, err error) {
 			if !fi.Mode().IsRegular() {
 				notes = append(notes, Note{Pos{File: path}, "not a regular file; skipped"})
 				continue
+			}
+			if err := check(path); err != nil {
+				return nil, notes, err
 			}
 			src, err := os.ReadFile(path)
 			if err != nil {

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/ispbalance/ispbalance/internal/trust"
 )
 
 func writeTree(t *testing.T, files map[string]string) string {
@@ -52,7 +54,7 @@ func TestReadDir(t *testing.T) {
 	if err := os.Symlink(filepath.Join(root, "routes", "20.more"), filepath.Join(root, "routes", "30.link")); err != nil {
 		t.Fatal(err)
 	}
-	files, notes, err := ReadDir(root)
+	files, notes, err := ReadDir(root, trust.Refuse)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +100,7 @@ func TestReadDirErrors(t *testing.T) {
 		"firewall/10.bad":  "iptables -A INPUT -j ACCEPT\niptables -A INPUT -j ACCEPT | tee\n",
 		"post-run/10.good": "logger done\n",
 	})
-	files, _, err := ReadDir(root)
+	files, _, err := ReadDir(root, trust.Refuse)
 	if err == nil {
 		t.Fatal("ReadDir succeeded on bad files")
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -76,6 +77,10 @@ func Acquire(path string, timeout time.Duration) (*Lock, error) {
 	for {
 		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
 		if err == nil {
+			// The pid lets a run that gives up waiting say who held it up.
+			if f.Truncate(0) == nil {
+				f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+			}
 			return &Lock{f: f}, nil
 		}
 		if !errors.Is(err, syscall.EWOULDBLOCK) {
@@ -84,11 +89,38 @@ func Acquire(path string, timeout time.Duration) (*Lock, error) {
 		}
 		if time.Now().After(deadline) {
 			f.Close()
-			return nil, fmt.Errorf("another ispbalance run holds %s for more than %v", path, timeout)
+			return nil, fmt.Errorf("%s holds %s for more than %v", holder(path), path, timeout)
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
 }
 
-// Unlock releases the lock.
-func (l *Lock) Unlock() error { return l.f.Close() }
+// Unlock releases the lock, first erasing the pid so the file never names
+// a process that no longer holds it.
+func (l *Lock) Unlock() error {
+	l.f.Truncate(0)
+	return l.f.Close()
+}
+
+// holder describes the process whose pid the lock file holds, with its
+// command line when it still runs.
+func holder(path string) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "another ispbalance run"
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || pid <= 0 {
+		return "another ispbalance run"
+	}
+	cmdline, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
+	args := strings.Fields(strings.ReplaceAll(string(cmdline), "\x00", " "))
+	if err != nil || len(args) == 0 {
+		return fmt.Sprintf("another ispbalance run (pid %d)", pid)
+	}
+	text := strings.Join(args, " ")
+	if len(text) > 200 {
+		text = text[:200] + "..."
+	}
+	return fmt.Sprintf("another ispbalance run (pid %d: %s)", pid, text)
+}

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -42,4 +43,21 @@ func TestLockExcludes(t *testing.T) {
 		t.Fatalf("lock after unlock: %v", err)
 	}
 	l2.Unlock()
+}
+
+func TestLockTimeoutNamesHolder(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "lock")
+	l, err := Acquire(path, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Acquire(path, 20*time.Millisecond)
+	want := fmt.Sprintf("another ispbalance run (pid %d: ", os.Getpid())
+	if err == nil || !strings.HasPrefix(err.Error(), want) || !strings.Contains(err.Error(), "holds "+path+" for more than 20ms") {
+		t.Errorf("got %v, want %s...) holds %s for more than 20ms", err, want, path)
+	}
+	l.Unlock()
+	if data, _ := os.ReadFile(path); len(data) != 0 {
+		t.Errorf("the lock file still names a holder after Unlock: %q", data)
+	}
 }
