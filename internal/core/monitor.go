@@ -2,8 +2,10 @@ package core
 
 import (
 	"context"
+	"log/slog"
 	"path/filepath"
 
+	"github.com/ispbalance/ispbalance/internal/apply"
 	"github.com/ispbalance/ispbalance/internal/config"
 	"github.com/ispbalance/ispbalance/internal/lsm"
 	"github.com/ispbalance/ispbalance/internal/monitor"
@@ -52,7 +54,18 @@ func MonitorRebuilder(opts Options) monitor.Rebuilder {
 		if err != nil {
 			return monitor.Facts{}, err
 		}
-		return MonitorFacts(f), nil
+		mf := MonitorFacts(f)
+		applied := f.Plan
+		mf.Drift = func(ctx context.Context, firewall bool) ([]string, error) {
+			// A quiet applier: the monitor logs what the check finds.
+			a, err := apply.New(apply.Options{StateDir: filepath.Join(opts.StateDir, "ispbalance"), Log: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				return nil, err
+			}
+			defer a.Close()
+			return a.Drift(ctx, applied, firewall)
+		}
+		return mf, nil
 	}
 }
 

@@ -89,6 +89,12 @@ func (l *Lab) dupHandle(ns string) (netns.NsHandle, error) {
 // gives it that namespace's view of /sys. On failure the error includes
 // the combined output.
 func (l *Lab) Exec(ns string, args ...string) ([]byte, error) {
+	return l.ExecInput(ns, "", args...)
+}
+
+// ExecInput is Exec with input on the command's standard input (a
+// ruleset for iptables-restore, say).
+func (l *Lab) ExecInput(ns, input string, args ...string) ([]byte, error) {
 	full := l.NS(ns)
 	if full == "" {
 		return nil, fmt.Errorf("lab %s has no namespace %q", l.prefix, ns)
@@ -102,7 +108,11 @@ func (l *Lab) Exec(ns string, args ...string) ([]byte, error) {
 	if closed {
 		return nil, fmt.Errorf("running %q: lab %s is closed", strings.Join(args, " "), l.prefix)
 	}
-	out, err := exec.Command("ip", append([]string{"netns", "exec", full}, args...)...).CombinedOutput()
+	cmd := exec.Command("ip", append([]string{"netns", "exec", full}, args...)...)
+	if input != "" {
+		cmd.Stdin = strings.NewReader(input)
+	}
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return out, fmt.Errorf("running %q in %s: %w: %s", strings.Join(args, " "), full, err, bytes.TrimSpace(out))
 	}

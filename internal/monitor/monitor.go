@@ -39,6 +39,10 @@ type Facts struct {
 	// Devices are all configured kernel devices, ISPs and LANs: netlink
 	// events about them trigger a rebuild.
 	Devices []string
+	// Drift, when set, lists what of the rebuild's result is missing from
+	// the kernel now (deleted by other software); firewall says whether to
+	// look at the firewall too, which costs more than routing.
+	Drift func(ctx context.Context, firewall bool) ([]string, error)
 }
 
 // Rebuilder runs the core's rebuild path.
@@ -131,6 +135,12 @@ type Monitor struct {
 	// connections are deleted after the next rebuild.
 	flushPending map[string]uint32
 
+	// drift checks the newest rebuild's result against the kernel;
+	// factsGen counts rebuilds, so a check that raced with one is ignored.
+	drift    func(ctx context.Context, firewall bool) ([]string, error)
+	factsGen int
+	repair   repairLimiter
+
 	replies chan reply
 	scripts sync.WaitGroup
 	// scriptCtx ends event scripts still running when the monitor stops.
@@ -209,6 +219,16 @@ func (m *Monitor) Run(ctx context.Context, ctl Control, ready func()) error {
 		m.setFacts(facts)
 	}
 	defer m.closeAll()
+	// Outside interference (an `ip rule flush`, a firewall reload) is
+	// looked for every driftEvery: routing each time, the firewall every
+	// firewallEvery-th time, as it costs a process per family.
+	driftTick := time.NewTicker(driftEvery)
+	defer driftTick.Stop()
+	var (
+		driftRound int
+		checking   bool
+		driftDone  = make(chan driftResult, 1)
+	)
 
 	nlEvents := make(chan string, 64)
 	go m.watchNetlink(ctx, nlEvents)
@@ -264,6 +284,25 @@ func (m *Monitor) Run(ctx context.Context, ctl Control, ready func()) error {
 			requestRebuild(reason)
 		case <-retry.C:
 			requestRebuild("retrying a failed rebuild")
+		case <-driftTick.C:
+			driftRound++
+			if !rebuilding && !checking && m.drift != nil {
+				checking = true
+				gen, check := m.factsGen, m.drift
+				withFirewall := driftRound%firewallEvery == 0
+				go func() {
+					missing, err := check(ctx, withFirewall)
+					driftDone <- driftResult{gen, missing, err}
+				}()
+			}
+		case res := <-driftDone:
+			checking = false
+			if reason, ok := m.repair.judge(res, m.factsGen, rebuilding, time.Now()); ok {
+				m.log.Warn("repairing what other software removed", "missing", res.missing)
+				requestRebuild(reason)
+			} else if res.err != nil {
+				m.log.Debug("checking for outside changes", "err", res.err)
+			}
 		case res := <-done:
 			rebuilding = false
 			if res.err != nil {
@@ -339,6 +378,8 @@ func (m *Monitor) serviceNames() []string {
 // links whose address or mark changed get a new socket, links that are
 // gone stop. Probe history and lsm state survive every change.
 func (m *Monitor) setFacts(f Facts) {
+	m.factsGen++
+	m.drift = f.Drift
 	m.devices = map[string]bool{}
 	for _, d := range f.Devices {
 		m.devices[d] = true

@@ -1,0 +1,113 @@
+package apply
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	kn "github.com/ispbalance/ispbalance/internal/kernelnames"
+	"github.com/ispbalance/ispbalance/internal/plan"
+	"github.com/ispbalance/ispbalance/internal/render"
+)
+
+// Drift lists what of the applied plan p is missing from the kernel now:
+// rules, routes, firewall jumps and chains that someone else deleted
+// (`ip rule flush`, `iptables -F`, a firewall manager's reload). It only
+// reads, so the monitor can call it every second or so; withFirewall adds
+// the firewall, which costs an iptables-save run per family.
+//
+// Only absence counts: other software adding rules of its own is none of
+// our business, and our chains' contents are compared only where the plan
+// wrote them in iptables-save's canonical form (not the rule files'
+// chains, which are written as the admin spelled them).
+func (a *Applier) Drift(ctx context.Context, p plan.Plan, withFirewall bool) ([]string, error) {
+	want, err := a.desiredRouting(p)
+	if err != nil {
+		return nil, err
+	}
+	now, err := a.readRouting()
+	if err != nil {
+		return nil, err
+	}
+	var missing []string
+	haveRules := map[string]bool{}
+	for _, r := range now.rules {
+		haveRules[ruleKey(r)] = true
+	}
+	for i, r := range want.rules {
+		if !haveRules[ruleKey(r)] {
+			missing = append(missing, "rule "+want.ruleText[i])
+		}
+	}
+	haveRoutes := map[string]bool{}
+	for _, r := range now.routes {
+		haveRoutes[routeKey(r)] = true
+	}
+	for i, r := range want.routes {
+		if !haveRoutes[routeKey(r)] {
+			missing = append(missing, "route "+want.routeText[i])
+		}
+	}
+	if !withFirewall {
+		return missing, nil
+	}
+	fw, err := a.netfilter.save(ctx)
+	if err != nil {
+		return nil, err
+	}
+	missing = append(missing, firewallDrift("", p.Firewall, fw)...)
+	if a.ipv6 && len(p.Firewall6) > 0 {
+		fw6, err := a.netfilter6.save(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("reading the IPv6 firewall: %w", err)
+		}
+		missing = append(missing, firewallDrift("IPv6 ", p.Firewall6, fw6)...)
+	}
+	return missing, nil
+}
+
+// firewallDrift compares one family's planned tables with a save of it.
+func firewallDrift(family string, tables []plan.Table, fw firewallState) []string {
+	var missing []string
+	for _, t := range tables {
+		saved := fw[t.Name]
+		for _, j := range t.Jumps {
+			if !fw.haveJump(t.Name, j) {
+				missing = append(missing, fmt.Sprintf("%sjump %s -> %s in %s", family, j.From, j.To, t.Name))
+			}
+		}
+		for _, c := range t.Chains {
+			if saved == nil || !slices.Contains(saved.chains, c.Name) {
+				missing = append(missing, fmt.Sprintf("%schain %s in %s", family, c.Name, t.Name))
+				continue
+			}
+			if !canonical(c) {
+				continue
+			}
+			have := saved.rules[c.Name]
+			same := len(have) == len(c.Rules)
+			for i := 0; same && i < len(have); i++ {
+				same = have[i] == render.Quote(c.Rules[i])
+			}
+			if !same {
+				missing = append(missing, fmt.Sprintf("%srules of %s in %s", family, c.Name, t.Name))
+			}
+		}
+	}
+	return missing
+}
+
+// canonical reports whether a chain holds only ispbalance's own rules,
+// which it writes as iptables-save prints them back.
+func canonical(c plan.Chain) bool {
+	if strings.HasPrefix(c.Name, kn.UserChainPrefix) {
+		return false
+	}
+	for i := range c.Rules {
+		if c.Origin(i) != "" {
+			return false
+		}
+	}
+	return true
+}
