@@ -207,6 +207,18 @@ func Run(ctx context.Context, env Env) int {
 	case command == "migrate":
 		return runMigrate(env, positional[1])
 	}
+	if up.Event != nil && core.Stopped(opts) {
+		// An external lsm's verdict after `stop` must not reinstall what
+		// the admin removed.
+		fmt.Fprintf(env.Stderr, "ifup-balance: stopped by `ifup-balance stop`; %s %s not applied (run ifup-balance to start again)\n", up.Event.Verdict, up.Event.Service)
+		return 0
+	}
+	if up.Event == nil {
+		// The admin's own run starts balancing again after a stop.
+		if err := core.Resume(opts); err != nil {
+			return fail(err)
+		}
+	}
 	facts, err := core.Rebuild(ctx, opts, up, *f.flush || *f.flushLong)
 	if err != nil {
 		return fail(err)

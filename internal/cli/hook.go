@@ -84,6 +84,10 @@ func runHook(ctx context.Context, env Env, opts core.Options, root string, verbo
 	if err := recordLease(root, ev); err != nil {
 		log.Warn("hook: lease not recorded", "err", err)
 	}
+	if core.Stopped(opts) {
+		log.Info("hook: ispbalance is stopped (ifup-balance stop); nothing to do")
+		return 0
+	}
 	dup, err := seenBefore(opts.RunDir, ev, time.Now())
 	if err != nil {
 		log.Warn("hook: cannot check for a repeated event", "err", err)

@@ -93,6 +93,11 @@ func runMonitor(ctx context.Context, env Env, opts core.Options, lsmConfig strin
 		fmt.Fprintf(env.Stderr, "ifup-balance: %v\n", err)
 		return 1
 	}
+	// Starting the service is starting balancing, after a stop too.
+	if err := core.Resume(opts); err != nil {
+		fmt.Fprintf(env.Stderr, "ifup-balance: %v\n", err)
+		return 1
+	}
 	ctl := monitor.Control{Reload: make(chan func() (monitor.Options, error), 1), Dump: make(chan struct{}, 1),
 		Rebuild: make(chan string, 1)}
 	go func() {

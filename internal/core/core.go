@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -338,6 +339,11 @@ func Stop(ctx context.Context, opts Options, flushOthers bool) error {
 		return err
 	}
 	defer lock.Unlock()
+	// Recorded first, so a hook that waits for the lock meanwhile finds
+	// the router stopped.
+	if err := markStopped(opts); err != nil {
+		return err
+	}
 	a, err := apply.New(apply.Options{StateDir: filepath.Join(opts.StateDir, "ispbalance"), Echo: opts.Echo, Log: opts.Log})
 	if err != nil {
 		return err
@@ -357,6 +363,7 @@ func Status(opts Options) (render.StatusReport, error) {
 		return report, err
 	}
 	report.LastResort = f.Plan.LastResort
+	report.Stopped = Stopped(opts)
 	live, err := apply.BalancedDevices()
 	if err != nil {
 		return report, err
@@ -417,6 +424,41 @@ func planWarnings(p plan.Plan, service string, present bool) []string {
 		if s.Service == service && present {
 			return []string{"left out: " + s.Reason}
 		}
+	}
+	return nil
+}
+
+// stoppedPath is the marker `stop` leaves: while it exists, hooks and
+// external lsm events change nothing, so a NetworkManager reapply or an
+// ifupdown run after `ifup-balance stop` does not quietly reinstall
+// balancing with no monitor watching it.
+func stoppedPath(opts Options) string {
+	opts.fill()
+	return filepath.Join(opts.StateDir, "ispbalance", "stopped")
+}
+
+// Stopped reports whether `ifup-balance stop` was the last word.
+func Stopped(opts Options) bool {
+	_, err := os.Stat(stoppedPath(opts))
+	return err == nil
+}
+
+// Resume forgets a `stop`: what the admin's plain run and the service's
+// start do before balancing again.
+func Resume(opts Options) error {
+	if err := os.Remove(stoppedPath(opts)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("forgetting the stop: %w", err)
+	}
+	return nil
+}
+
+func markStopped(opts Options) error {
+	path := stoppedPath(opts)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("recording the stop: %w", err)
+	}
+	if err := os.WriteFile(path, []byte("stopped by ifup-balance stop\n"), 0o644); err != nil {
+		return fmt.Errorf("recording the stop: %w", err)
 	}
 	return nil
 }

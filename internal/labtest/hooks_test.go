@@ -546,3 +546,41 @@ func runningPid(t *testing.T, runDir string) int {
 	fmt.Sscan(string(data), &pid)
 	return pid
 }
+
+// TestStopSticks: after `ifup-balance stop`, a hook event (an ifupdown
+// run, a NetworkManager reapply) and an external lsm's verdict change
+// nothing, and -s says balancing is stopped; a plain `ifup-balance`
+// starts it again, and hooks work again.
+func TestStopSticks(t *testing.T) {
+	r := newRouter(t, lab.Options{Prefix: "stick"}, ispConf(1, 1))
+	before := withoutEmptyTables(r.kernelState())
+	r.mustRun()
+	r.mustRun("stop")
+	if now := withoutEmptyTables(r.kernelState()); now != before {
+		t.Fatalf("stop did not restore the state before:\n%s\nwant:\n%s", now, before)
+	}
+	postUp := []string{"IFACE=wan1", "LOGICAL=wan1", "ADDRFAM=inet", "METHOD=static", "MODE=start", "PHASE=post-up", "VERBOSITY=0"}
+	if res := r.hook(postUp, "ifupdown"); res.code != 0 || !strings.Contains(res.stderr, "stopped") {
+		t.Errorf("hook after stop: exit %d, want 0 and a log saying it is stopped:\n%s", res.code, res.stderr)
+	}
+	if out, err := r.run("down", "ISP1"); err != nil || !strings.Contains(out, "stopped") {
+		t.Errorf("lsm event after stop: %v, want a note that it is stopped:\n%s", err, out)
+	}
+	if now := withoutEmptyTables(r.kernelState()); now != before {
+		t.Errorf("a hook or lsm event after stop reinstalled balancing:\n%s", now)
+	}
+	if st := r.mustRun("-s"); !strings.Contains(st, "Balancing: stopped") {
+		t.Errorf("status after stop does not say so:\n%s", st)
+	}
+	r.mustRun()
+	if st := r.mustRun("-s"); strings.Contains(st, "Balancing: stopped") {
+		t.Errorf("status after a new start still says stopped:\n%s", st)
+	}
+	r.sh("router", "ip", "route", "flush", "table", "4201")
+	if res := r.hook(postUp, "ifupdown"); res.code != 0 {
+		t.Errorf("hook after restart exited %d:\n%s", res.code, res.stderr)
+	}
+	if out := r.ispTable(1); !strings.Contains(out, "default via 100.64.1.1 dev wan1") {
+		t.Errorf("after a new start the hook did not rebuild ISP1's table:\n%s", out)
+	}
+}

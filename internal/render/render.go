@@ -337,6 +337,9 @@ type StatusReport struct {
 	Rows []StatusRow `json:"services"`
 	// Firewall says whether ispbalance's firewall is in place.
 	Firewall string `json:"firewall"`
+	// Stopped says `ifup-balance stop` was the last word: hooks and
+	// external lsm events change nothing until balancing is started again.
+	Stopped bool `json:"stopped"`
 	// LastResort says every ISP is judged down and the router routes
 	// through every ISP with carrier rather than through none.
 	LastResort bool `json:"last_resort"`
@@ -385,6 +388,9 @@ func Status(w io.Writer, report StatusReport) error {
 }
 
 func writeMonitor(w io.Writer, report StatusReport) {
+	if report.Stopped {
+		fmt.Fprintln(w, "Balancing: stopped by `ifup-balance stop`; hooks do nothing until `ifup-balance` or the service starts it again")
+	}
 	if report.LastResort {
 		fmt.Fprintln(w, "LAST RESORT: every ISP is judged down; routing through every ISP with carrier (last_resort=unreachable turns this off)")
 	}
