@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/vishvananda/netlink"
+
 	kn "github.com/ispbalance/ispbalance/internal/kernelnames"
 	"github.com/ispbalance/ispbalance/internal/plan"
 	"github.com/ispbalance/ispbalance/internal/render"
@@ -40,13 +42,18 @@ func (a *Applier) Drift(ctx context.Context, p plan.Plan, withFirewall bool) ([]
 			missing = append(missing, "rule "+want.ruleText[i])
 		}
 	}
-	haveRoutes := map[string]bool{}
+	haveRoutes := map[string]netlink.Route{}
 	for _, r := range now.routes {
-		haveRoutes[routeKey(r)] = true
+		haveRoutes[routeKey(r)] = r
 	}
 	for i, r := range want.routes {
-		if !haveRoutes[routeKey(r)] {
+		have, ok := haveRoutes[routeKey(r)]
+		switch {
+		case !ok:
 			missing = append(missing, "route "+want.routeText[i])
+		case !sameRoute(have, r):
+			// A gateway moved at a renewal nobody told us about, say.
+			missing = append(missing, "route "+want.routeText[i]+" (installed: "+describeRoute(have)+")")
 		}
 	}
 	if !withFirewall {
@@ -65,6 +72,23 @@ func (a *Applier) Drift(ctx context.Context, p plan.Plan, withFirewall bool) ([]
 		missing = append(missing, firewallDrift("IPv6 ", p.Firewall6, fw6)...)
 	}
 	return missing, nil
+}
+
+// sameRoute compares where two routes send packets: gateway, device,
+// source and each multipath leg with its weight.
+func sameRoute(a, b netlink.Route) bool {
+	if !a.Gw.Equal(b.Gw) || a.LinkIndex != b.LinkIndex || !a.Src.Equal(b.Src) || len(a.MultiPath) != len(b.MultiPath) {
+		return false
+	}
+	legs := func(r netlink.Route) []string {
+		var out []string
+		for _, nh := range r.MultiPath {
+			out = append(out, fmt.Sprintf("%s|%d|%d", nh.Gw, nh.LinkIndex, nh.Hops))
+		}
+		slices.Sort(out)
+		return out
+	}
+	return slices.Equal(legs(a), legs(b))
 }
 
 // firewallDrift compares one family's planned tables with a save of it.

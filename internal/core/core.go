@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -270,6 +272,11 @@ const maxApplyAttempts = 3
 // logPlanNotes says what the plan left out or could not use, and loudly
 // when it routes as a last resort.
 func logPlanNotes(opts Options, f Facts) {
+	for _, dev := range slices.Sorted(maps.Keys(f.Links)) {
+		for _, w := range f.Links[dev].Warnings {
+			opts.Log.Warn("discovery: "+w, "device", dev)
+		}
+	}
 	for _, s := range f.Plan.Skipped {
 		opts.Log.Warn("service skipped until its device is ready", "service", s.Service, "device", s.Device, "reason", s.Reason)
 	}
@@ -372,10 +379,14 @@ func Status(opts Options) (render.StatusReport, error) {
 		// Reading the firewall needs root; the rest of the status does not.
 		report.Firewall = fmt.Sprintf("unknown (%v)", err)
 	}
+	if !report.Stopped {
+		report.Drift = installedDrift(opts, f.Plan)
+	}
 	for _, s := range f.Config.Services {
 		l := f.Links[s.Device]
 		row := render.StatusRow{Service: s.Name, Device: s.Device, Role: string(s.Role),
 			Addr: l.Addr, Gateway: l.Gateway, GatewayFrom: l.GatewayFrom, Problem: l.Problem}
+		row.Warnings = append(row.Warnings, l.Warnings...)
 		if s.Role == config.RoleISP {
 			v, err := state.Read(opts.StateDir, s.Name)
 			if err != nil {
@@ -386,7 +397,7 @@ func Status(opts Options) (render.StatusReport, error) {
 				row.State = "unknown"
 			}
 			row.Routing = live[l.Kernel] && l.Present && l.Up
-			row.Warnings = planWarnings(f.Plan, s.Name, l.Present)
+			row.Warnings = append(row.Warnings, planWarnings(f.Plan, s.Name, l.Present)...)
 		} else {
 			row.State = "up"
 			if !l.Present {
@@ -396,6 +407,24 @@ func Status(opts Options) (render.StatusReport, error) {
 		report.Rows = append(report.Rows, row)
 	}
 	return report, nil
+}
+
+// installedDrift says where the kernel differs from what a rebuild would
+// install now: what the monitor has yet to repair, or, without a monitor,
+// facts that changed since the last rebuild (a gateway moved at a renewal
+// no hook reported). Reading the firewall needs root; without it only the
+// routing is compared.
+func installedDrift(opts Options, p plan.Plan) []string {
+	a, err := apply.New(apply.Options{StateDir: filepath.Join(opts.StateDir, "ispbalance"), Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return nil
+	}
+	defer a.Close()
+	drift, err := a.Drift(context.Background(), p, os.Geteuid() == 0)
+	if err != nil {
+		return []string{"cannot compare with the kernel: " + err.Error()}
+	}
+	return drift
 }
 
 // ispNames lists the configured ISPs for a message about a name that is

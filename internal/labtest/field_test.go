@@ -315,3 +315,29 @@ func TestLastResortSilentProbeTarget(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestStatusShowsDrift: with no monitor running, a gateway that moved
+// without a hook telling ispbalance shows in -s as installed state that
+// differs from what was discovered; a rebuild brings them together.
+func TestStatusShowsDrift(t *testing.T) {
+	r := newRouter(t, lab.Options{Prefix: "drift"}, ispConf(1, 1))
+	r.mustRun()
+	if st := r.mustRun("-s"); strings.Contains(st, "Installed differs") {
+		t.Fatalf("right after a rebuild, status reports a difference:\n%s", st)
+	}
+	// The ISP's router moved to .5 (a renewal with no hook): discovery
+	// now finds it in main.
+	r.sh("isp1", "ip", "addr", "add", "100.64.1.5/24", "dev", "down0")
+	r.sh("router", "ip", "route", "add", "default", "via", "100.64.1.5", "dev", "wan1", "metric", "500")
+	st := r.mustRun("-s")
+	if !strings.Contains(st, "Installed differs") || !strings.Contains(st, "default via 100.64.1.5 dev wan1 table 4201") {
+		t.Fatalf("status does not show that ISP1's table still routes via the old gateway:\n%s", st)
+	}
+	r.mustRun()
+	if st := r.mustRun("-s"); strings.Contains(st, "Installed differs") {
+		t.Errorf("after a rebuild, status still reports a difference:\n%s", st)
+	}
+	if out := r.ispTable(1); !strings.Contains(out, "default via 100.64.1.5") {
+		t.Errorf("the rebuild did not follow the new gateway:\n%s", out)
+	}
+}

@@ -229,9 +229,29 @@ func (m *Monitor) Run(ctx context.Context, ctl Control, ready func()) error {
 		checking   bool
 		driftDone  = make(chan driftResult, 1)
 	)
+	// startCheck compares the newest rebuild's result with the kernel in
+	// the background; a rebuild under way will set things right anyway.
+	startCheck := func(withFirewall bool) {
+		if checking || m.drift == nil {
+			return
+		}
+		checking = true
+		gen, check := m.factsGen, m.drift
+		go func() {
+			missing, err := check(ctx, withFirewall)
+			driftDone <- driftResult{gen, missing, err}
+		}()
+	}
 
 	nlEvents := make(chan string, 64)
-	go m.watchNetlink(ctx, nlEvents)
+	// Deletions of rules and of routes in our tables ask for a drift
+	// check at once instead of waiting for the next round.
+	checkNow := make(chan string, 1)
+	checkFirewall := make(chan string, 1)
+	go m.watchNetlink(ctx, nlEvents, checkNow, checkFirewall)
+	// A full resync now and then covers what no event and no check sees.
+	resync := time.NewTicker(resyncEvery)
+	defer resync.Stop()
 
 	if ready != nil {
 		ready()
@@ -284,17 +304,17 @@ func (m *Monitor) Run(ctx context.Context, ctl Control, ready func()) error {
 			requestRebuild(reason)
 		case <-retry.C:
 			requestRebuild("retrying a failed rebuild")
+		case <-resync.C:
+			requestRebuild("periodic full resync")
+		case why := <-checkNow:
+			m.log.Debug("checking for outside changes", "why", why)
+			startCheck(false)
+		case why := <-checkFirewall:
+			m.log.Debug("checking for outside changes", "why", why)
+			startCheck(true)
 		case <-driftTick.C:
 			driftRound++
-			if !rebuilding && !checking && m.drift != nil {
-				checking = true
-				gen, check := m.factsGen, m.drift
-				withFirewall := driftRound%firewallEvery == 0
-				go func() {
-					missing, err := check(ctx, withFirewall)
-					driftDone <- driftResult{gen, missing, err}
-				}()
-			}
+			startCheck(driftRound%firewallEvery == 0)
 		case res := <-driftDone:
 			checking = false
 			if reason, ok := m.repair.judge(res, m.factsGen, rebuilding, time.Now()); ok {

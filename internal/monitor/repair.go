@@ -24,6 +24,11 @@ const (
 	repairRefill = 10 * time.Second
 )
 
+// resyncEvery is how often the monitor rebuilds with no reason at all, as
+// kube-proxy resyncs: what neither an event nor a drift check sees (a
+// rule file edited without a reload, a sysctl reset) is set right then.
+const resyncEvery = 5 * time.Minute
+
 type driftResult struct {
 	gen     int
 	missing []string

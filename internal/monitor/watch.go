@@ -2,11 +2,13 @@ package monitor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
 
 	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netlink/nl"
 	"golang.org/x/sys/unix"
 
 	kn "github.com/ispbalance/ispbalance/internal/kernelnames"
@@ -45,7 +47,13 @@ type linkFacts struct {
 // through it in main (a new gateway). The library closes a subscription
 // channel on any receive error (ENOBUFS after a burst); then everything
 // is subscribed again and a full rebuild requested, since events were lost.
-func (m *Monitor) watchNetlink(ctx context.Context, out chan<- string) {
+func (m *Monitor) watchNetlink(ctx context.Context, out, check, checkFirewall chan<- string) {
+	go watchGroup(ctx, "policy rules", unix.NETLINK_ROUTE, []uint{unix.RTNLGRP_IPV4_RULE, unix.RTNLGRP_IPV6_RULE},
+		func(t uint16) bool { return t == unix.RTM_DELRULE }, check, m.log.Debug)
+	// With the nf_tables backend every ruleset change is announced; the
+	// legacy backend announces nothing, and the periodic check covers it.
+	go watchGroup(ctx, "nf_tables", unix.NETLINK_NETFILTER, []uint{unix.NFNLGRP_NFTABLES},
+		func(uint16) bool { return true }, checkFirewall, m.log.Debug)
 	seen := map[string]linkFacts{}
 	for ctx.Err() == nil {
 		done := make(chan struct{})
@@ -66,7 +74,7 @@ func (m *Monitor) watchNetlink(ctx context.Context, out chan<- string) {
 			}
 			continue
 		}
-		m.watchLoop(ctx, seen, links, addrs, routes, out)
+		m.watchLoop(ctx, seen, links, addrs, routes, out, check)
 		close(done)
 		if ctx.Err() == nil {
 			send(out, "netlink resync")
@@ -84,7 +92,7 @@ func send(out chan<- string, reason string) {
 }
 
 func (m *Monitor) watchLoop(ctx context.Context, seen map[string]linkFacts, links chan netlink.LinkUpdate,
-	addrs chan netlink.AddrUpdate, routes chan netlink.RouteUpdate, out chan<- string) {
+	addrs chan netlink.AddrUpdate, routes chan netlink.RouteUpdate, out, check chan<- string) {
 	nameOf := func(index int) string {
 		for name, f := range seen {
 			if f.index == index && f.present {
@@ -140,6 +148,12 @@ func (m *Monitor) watchLoop(ctx context.Context, seen map[string]linkFacts, link
 				return
 			}
 			r := u.Route
+			if u.Type == unix.RTM_DELROUTE && kn.IsOurTable(r.Table) {
+				// Ours, or someone else's flush of our table: the drift
+				// check tells which.
+				send(check, fmt.Sprintf("route deleted from table %d", r.Table))
+				continue
+			}
 			if r.Table != unix.RT_TABLE_MAIN || r.Protocol == kn.RouteProtocol || r.Gw == nil || r.Gw.To4() == nil {
 				continue
 			}
@@ -147,5 +161,45 @@ func (m *Monitor) watchLoop(ctx context.Context, seen map[string]linkFacts, link
 				send(out, fmt.Sprintf("route via %s on %s changed", r.Gw, name))
 			}
 		}
+	}
+}
+
+// watchGroup asks for a drift check whenever a netlink multicast group
+// announces a message that wanted accepts. The netlink library has no
+// subscription for policy rules or nf_tables of its own. `ip rule flush`
+// takes every ISP's routing with it and a firewall reload opens the
+// router, so waiting for the next periodic round would cost up to a few
+// seconds; a check that finds nothing missing costs little.
+func watchGroup(ctx context.Context, what string, protocol int, groups []uint, wanted func(msgType uint16) bool, check chan<- string, debug func(string, ...any)) {
+	for ctx.Err() == nil {
+		sock, err := nl.Subscribe(protocol, groups...)
+		if err != nil {
+			debug("cannot watch "+what+"; the periodic check covers them", "err", err)
+			return
+		}
+		// A receive timeout lets the loop notice the end of ctx.
+		tv := unix.NsecToTimeval(int64(time.Second))
+		if err := sock.SetReceiveTimeout(&tv); err != nil {
+			sock.Close()
+			debug("cannot watch "+what+"; the periodic check covers them", "err", err)
+			return
+		}
+		for ctx.Err() == nil {
+			msgs, _, err := sock.Receive()
+			if err != nil {
+				if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EWOULDBLOCK) || errors.Is(err, unix.EINTR) {
+					continue
+				}
+				debug("watch of "+what+" ended; subscribing again", "err", err)
+				break
+			}
+			for _, msg := range msgs {
+				if wanted(msg.Header.Type) {
+					send(check, what+" changed")
+					break
+				}
+			}
+		}
+		sock.Close()
 	}
 }

@@ -22,6 +22,11 @@ type RestoreOptions struct {
 	// Stale lists, per table, chains of ours that exist but that the plan
 	// no longer wants; they are emptied and deleted in the same transaction.
 	Stale map[string][]string
+	// StaleJumps lists, per table, jumps from built-in chains to our
+	// chains that exist but that the plan no longer wants, once for each
+	// copy. They are deleted before stale chains, which the kernel will
+	// not delete while a jump leads to them.
+	StaleJumps map[string][]plan.Jump
 	// Existing holds, per table and chain, the rule lines (as after
 	// "-A CHAIN ") of our chains now in the kernel. A chain whose lines are
 	// already exactly the plan's is left out; a table with nothing to do is
@@ -68,7 +73,7 @@ func RestoreWithOrigins(tables []plan.Table, opts RestoreOptions) (string, []str
 		}
 		stale := append([]string(nil), opts.Stale[t.Name]...)
 		sort.Strings(stale)
-		if len(changed) == 0 && len(jumps) == 0 && len(stale) == 0 {
+		if len(changed) == 0 && len(jumps) == 0 && len(stale) == 0 && len(opts.StaleJumps[t.Name]) == 0 {
 			continue
 		}
 		line("", "*%s", t.Name)
@@ -85,6 +90,9 @@ func RestoreWithOrigins(tables []plan.Table, opts RestoreOptions) (string, []str
 		}
 		for _, j := range jumps {
 			line("", "-A %s -j %s", j.From, j.To)
+		}
+		for _, j := range opts.StaleJumps[t.Name] {
+			line("", "-D %s -j %s", j.From, j.To)
 		}
 		for _, name := range stale {
 			line("", "-X %s", name)
@@ -337,6 +345,9 @@ type StatusReport struct {
 	Rows []StatusRow `json:"services"`
 	// Firewall says whether ispbalance's firewall is in place.
 	Firewall string `json:"firewall"`
+	// Drift lists where the kernel differs from what a rebuild would
+	// install now.
+	Drift []string `json:"drift,omitempty"`
 	// Stopped says `ifup-balance stop` was the last word: hooks and
 	// external lsm events change nothing until balancing is started again.
 	Stopped bool `json:"stopped"`
@@ -390,6 +401,12 @@ func Status(w io.Writer, report StatusReport) error {
 func writeMonitor(w io.Writer, report StatusReport) {
 	if report.Stopped {
 		fmt.Fprintln(w, "Balancing: stopped by `ifup-balance stop`; hooks do nothing until `ifup-balance` or the service starts it again")
+	}
+	if len(report.Drift) > 0 {
+		fmt.Fprintln(w, "Installed differs from discovered (a rebuild, or the monitor within seconds, brings them together):")
+		for _, d := range report.Drift {
+			fmt.Fprintf(w, "  missing or stale: %s\n", d)
+		}
 	}
 	if report.LastResort {
 		fmt.Fprintln(w, "LAST RESORT: every ISP is judged down; routing through every ISP with carrier (last_resort=unreachable turns this off)")
