@@ -70,6 +70,27 @@ type Options struct {
 	Log            *slog.Logger
 	// Resolve looks up host-name probe targets; nil uses the system resolver.
 	Resolve func(ctx context.Context, host string) ([]netip.Addr, error)
+
+	// The seams below reach the kernel; nil uses the real thing. Unit
+	// tests give fakes, so the loop's logic is tested without root.
+
+	// Prober opens a probe socket for one ISP.
+	Prober Prober
+	// FlushMark deletes the tracked connections assigned to an ISP's mark.
+	FlushMark func(mark uint32) (uint, error)
+	// Watch reports kernel events: rebuild reasons on out, drift checks
+	// of routing on check and of the firewall on checkFirewall.
+	Watch func(ctx context.Context, out, check, checkFirewall chan<- string)
+}
+
+// Prober opens probe sockets; probe.Open is the real one.
+type Prober func(src netip.Addr, mark uint32) (ProbeConn, error)
+
+// ProbeConn is one ISP's probe socket (a *probe.Conn).
+type ProbeConn interface {
+	Send(dst netip.Addr, seq int) error
+	Receive(deadline time.Time) (probe.Reply, error)
+	Close() error
 }
 
 // Control carries requests from signal handlers into the loop.
@@ -106,7 +127,7 @@ type link struct {
 	state    lsm.LinkState
 	since    time.Time
 	window   *lsm.Window
-	conn     *probe.Conn
+	conn     ProbeConn
 	dsts     []netip.Addr
 	results  map[netip.Addr]*targetResult
 	resolved time.Time
@@ -118,7 +139,7 @@ type link struct {
 
 type reply struct {
 	service string
-	conn    *probe.Conn
+	conn    ProbeConn
 	r       probe.Reply
 }
 
@@ -162,12 +183,22 @@ func New(opts Options, rebuild Rebuilder) *Monitor {
 			return net.DefaultResolver.LookupNetIP(ctx, "ip4", host)
 		}
 	}
-	return &Monitor{
+	if opts.Prober == nil {
+		opts.Prober = func(src netip.Addr, mark uint32) (ProbeConn, error) { return probe.Open(src, mark) }
+	}
+	if opts.FlushMark == nil {
+		opts.FlushMark = flushConntrack
+	}
+	m := &Monitor{
 		opts: opts, rebuild: rebuild, log: opts.Log.With("component", "monitor"),
 		links: map[string]*link{}, devices: map[string]bool{}, groups: map[string]lsm.State{},
 		flushPending: map[string]uint32{},
 		replies:      make(chan reply, 256),
 	}
+	if m.opts.Watch == nil {
+		m.opts.Watch = m.watchNetlink
+	}
+	return m
 }
 
 func (m *Monitor) settingsFor(service string) lsm.Settings {
@@ -248,7 +279,7 @@ func (m *Monitor) Run(ctx context.Context, ctl Control, ready func()) error {
 	// check at once instead of waiting for the next round.
 	checkNow := make(chan string, 1)
 	checkFirewall := make(chan string, 1)
-	go m.watchNetlink(ctx, nlEvents, checkNow, checkFirewall)
+	go m.opts.Watch(ctx, nlEvents, checkNow, checkFirewall)
 	// A full resync now and then covers what no event and no check sees.
 	resync := time.NewTicker(resyncEvery)
 	defer resync.Stop()
@@ -423,7 +454,7 @@ func (m *Monitor) setFacts(f Facts) {
 			l.conn = nil
 		}
 		if t.Present && l.conn == nil {
-			conn, err := probe.Open(t.Src, t.Mark)
+			conn, err := m.opts.Prober(t.Src, t.Mark)
 			if err != nil {
 				m.log.Error("cannot probe", "isp", t.Service, "err", err)
 				continue
@@ -466,7 +497,7 @@ func (m *Monitor) closeAll() {
 }
 
 // receive forwards one socket's replies to the loop until it is closed.
-func (m *Monitor) receive(service string, conn *probe.Conn) {
+func (m *Monitor) receive(service string, conn ProbeConn) {
 	for {
 		r, err := conn.Receive(time.Time{})
 		if err != nil {
@@ -631,7 +662,7 @@ func (m *Monitor) flush(marks map[string]uint32) {
 			m.log.Warn("keeping the connections of an isp judged down: it still routes as a last resort", "isp", name)
 			continue
 		}
-		n, err := flushConntrack(mark)
+		n, err := m.opts.FlushMark(mark)
 		if err != nil {
 			m.log.Error("flushing connections of a dead isp", "isp", name, "err", err)
 			continue

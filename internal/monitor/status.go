@@ -118,7 +118,9 @@ func (m *Monitor) reload(load func() (Options, error)) {
 		m.log.Error("configuration not reloaded; keeping the running one", "err", err)
 		return
 	}
+	// What reaches the kernel and the log stays as the monitor was made.
 	opts.Log, opts.Resolve = m.opts.Log, m.opts.Resolve
+	opts.Prober, opts.FlushMark, opts.Watch = m.opts.Prober, m.opts.FlushMark, m.opts.Watch
 	if opts.ScriptTimeout == 0 {
 		opts.ScriptTimeout = m.opts.ScriptTimeout
 	}
