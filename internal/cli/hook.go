@@ -271,7 +271,7 @@ func withEvents(runDir string, fn func(map[string]seenEvent)) error {
 // that rebuild read facts newer than its event. A burst of hook calls thus
 // costs a few rebuilds, not one each.
 func rebuildCoalesced(ctx context.Context, opts core.Options, arrived time.Time) error {
-	lock, err := state.Acquire(filepath.Join(opts.RunDir, "hook.lock"), hookLockTimeout)
+	lock, err := state.AcquireContext(ctx, filepath.Join(opts.RunDir, "hook.lock"), hookLockTimeout)
 	if err != nil {
 		return err
 	}

@@ -192,7 +192,7 @@ func DryRun(w io.Writer, opts Options, up UpSet) error {
 // state of the newest facts.
 func Rebuild(ctx context.Context, opts Options, up UpSet, flushOthers bool) (Facts, error) {
 	opts.fill()
-	lock, err := state.Acquire(opts.LockPath, lockTimeout)
+	lock, err := state.AcquireContext(ctx, opts.LockPath, lockTimeout)
 	if err != nil {
 		return Facts{}, err
 	}
@@ -341,7 +341,7 @@ func recordVerdicts(dir string, cfg *config.Config, up UpSet) error {
 // Stop removes everything ispbalance installed.
 func Stop(ctx context.Context, opts Options, flushOthers bool) error {
 	opts.fill()
-	lock, err := state.Acquire(opts.LockPath, lockTimeout)
+	lock, err := state.AcquireContext(ctx, opts.LockPath, lockTimeout)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -66,6 +67,13 @@ type Lock struct{ f *os.File }
 // waited 30 s). The kernel drops the lock if the holder dies, so a crash
 // never leaves the router locked.
 func Acquire(path string, timeout time.Duration) (*Lock, error) {
+	return AcquireContext(context.Background(), path, timeout)
+}
+
+// AcquireContext is Acquire that also gives up when ctx ends. It waits in
+// the kernel (a blocking flock), so the lock goes to a waiter the moment
+// it is released, with no polling.
+func AcquireContext(ctx context.Context, path string, timeout time.Duration) (*Lock, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("creating lock directory: %w", err)
 	}
@@ -73,25 +81,58 @@ func Acquire(path string, timeout time.Duration) (*Lock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening lock %s: %w", path, err)
 	}
-	deadline := time.Now().Add(timeout)
-	for {
-		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
-			// The pid lets a run that gives up waiting say who held it up.
-			if f.Truncate(0) == nil {
-				f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
-			}
-			return &Lock{f: f}, nil
-		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) {
-			f.Close()
-			return nil, fmt.Errorf("locking %s: %w", path, err)
-		}
-		if time.Now().After(deadline) {
-			f.Close()
+	fd := int(f.Fd())
+	err = syscall.Flock(fd, syscall.LOCK_EX|syscall.LOCK_NB)
+	if errors.Is(err, syscall.EWOULDBLOCK) {
+		err = waitFlock(ctx, f, timeout)
+		if errors.Is(err, errGaveUp) {
 			return nil, fmt.Errorf("%s holds %s for more than %v", holder(path), path, timeout)
 		}
-		time.Sleep(2 * time.Millisecond)
+		if err != nil && ctx.Err() != nil {
+			return nil, fmt.Errorf("waiting for %s: %w", path, ctx.Err())
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("locking %s: %w", path, err)
+	}
+	// The pid lets a run that gives up waiting say who held it up.
+	if f.Truncate(0) == nil {
+		f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	return &Lock{f: f}, nil
+}
+
+var errGaveUp = errors.New("gave up waiting for the lock")
+
+// waitFlock blocks in flock until the lock is ours, the timeout passes or
+// ctx ends. A flock cannot be interrupted, so on giving up the waiting
+// call is left to finish on its own: it then releases the lock at once
+// and closes the file. f belongs to waitFlock unless it returns nil.
+func waitFlock(ctx context.Context, f *os.File, timeout time.Duration) error {
+	got := make(chan error, 1)
+	go func() { got <- syscall.Flock(int(f.Fd()), syscall.LOCK_EX) }()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	giveUp := func(why error) error {
+		go func() {
+			if <-got == nil {
+				syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+			}
+			f.Close()
+		}()
+		return why
+	}
+	select {
+	case err := <-got:
+		if err != nil {
+			f.Close()
+		}
+		return err
+	case <-timer.C:
+		return giveUp(errGaveUp)
+	case <-ctx.Done():
+		return giveUp(ctx.Err())
 	}
 }
 

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -60,4 +61,58 @@ func TestLockTimeoutNamesHolder(t *testing.T) {
 	if data, _ := os.ReadFile(path); len(data) != 0 {
 		t.Errorf("the lock file still names a holder after Unlock: %q", data)
 	}
+}
+
+// TestLockWaitsInTheKernel: a waiter gets the lock once the holder lets
+// go; one whose context ends gives up at once and, when the lock is
+// released later, does not keep it.
+func TestLockWaitsInTheKernel(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rebuild.lock")
+	held, err := Acquire(path, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		l, err := AcquireContext(context.Background(), path, time.Minute)
+		if err == nil {
+			l.Unlock()
+		}
+		got <- err
+	}()
+	select {
+	case err := <-got:
+		t.Fatalf("the waiter got the lock while it was held: %v", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	gaveUp := make(chan error, 1)
+	go func() {
+		_, err := AcquireContext(ctx, path, time.Minute)
+		gaveUp <- err
+	}()
+	cancel()
+	select {
+	case err := <-gaveUp:
+		if err == nil || !strings.Contains(err.Error(), "context canceled") {
+			t.Fatalf("a cancelled waiter returned %v, want the cancellation", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a cancelled waiter kept waiting")
+	}
+	held.Unlock()
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatalf("the waiter did not get the released lock: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiter did not get the released lock")
+	}
+	// The abandoned waiter let go as soon as it got the lock.
+	l, err := Acquire(path, 5*time.Second)
+	if err != nil {
+		t.Fatalf("the lock stayed taken after every holder let go: %v", err)
+	}
+	l.Unlock()
 }
