@@ -21,7 +21,6 @@ import (
 	"github.com/ispbalance/ispbalance/internal/core"
 	"github.com/ispbalance/ispbalance/internal/detect"
 	"github.com/ispbalance/ispbalance/internal/hook"
-	"github.com/ispbalance/ispbalance/internal/state"
 )
 
 // dedupeWindow is how long an identical event counts as a repeat: the
@@ -29,10 +28,6 @@ import (
 // ifupdown hooks on Debian; a dhclient BOUND is followed by if-up.d) comes
 // within a second or two.
 const dedupeWindow = 10 * time.Second
-
-// hookLockTimeout bounds how long a hook waits for the hooks' rebuild
-// lock; the network stack that runs the hook waits for it meanwhile.
-const hookLockTimeout = 30 * time.Second
 
 // hookPath is ifupdown's PATH for hooks, used when a hook gets none.
 const hookPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -102,9 +97,14 @@ func runHook(ctx context.Context, env Env, opts core.Options, root string, verbo
 			return 0
 		}
 	}
-	if err := rebuildCoalesced(ctx, opts, time.Now()); err != nil {
+	rebuilt, err := core.RebuildAfter(ctx, opts, time.Now())
+	if err != nil {
 		log.Error("hook: rebuild failed", "err", err)
 		forget(opts.RunDir, ev.Device)
+		return 0
+	}
+	if !rebuilt {
+		log.Info("hook: covered by a rebuild that started after the event")
 		return 0
 	}
 	log.Info("hook: rebuilt", "gateway", ev.Gateway)
@@ -261,34 +261,6 @@ func withEvents(runDir string, fn func(map[string]seenEvent)) error {
 	}
 	if _, err := f.WriteAt(out, 0); err != nil {
 		return fmt.Errorf("writing hook event record: %w", err)
-	}
-	return nil
-}
-
-// rebuildCoalesced rebuilds for a hook when no monitor runs. Hooks take
-// turns on their own lock; one that gets it after another hook's rebuild
-// started later than its own event arrived has nothing left to do, since
-// that rebuild read facts newer than its event. A burst of hook calls thus
-// costs a few rebuilds, not one each.
-func rebuildCoalesced(ctx context.Context, opts core.Options, arrived time.Time) error {
-	lock, err := state.AcquireContext(ctx, filepath.Join(opts.RunDir, "hook.lock"), hookLockTimeout)
-	if err != nil {
-		return err
-	}
-	defer lock.Unlock()
-	donePath := filepath.Join(opts.RunDir, "hook.done")
-	if data, err := os.ReadFile(donePath); err == nil {
-		if ns, err := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64); err == nil && ns >= arrived.UnixNano() {
-			opts.Log.Info("hook: covered by a rebuild that started after the event")
-			return nil
-		}
-	}
-	start := time.Now()
-	if _, err := core.Rebuild(ctx, opts, core.UpSet{}, false); err != nil {
-		return err
-	}
-	if err := os.WriteFile(donePath, []byte(strconv.FormatInt(start.UnixNano(), 10)+"\n"), 0o644); err != nil {
-		return fmt.Errorf("recording the hook rebuild: %w", err)
 	}
 	return nil
 }

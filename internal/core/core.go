@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -197,7 +198,52 @@ func Rebuild(ctx context.Context, opts Options, up UpSet, flushOthers bool) (Fac
 		return Facts{}, err
 	}
 	defer lock.Unlock()
+	return rebuildLocked(ctx, opts, up, flushOthers)
+}
+
+// RebuildAfter is the rebuild for an event that arrived at arrived (a
+// hook's): when a rebuild of any trigger started after that, it read
+// facts newer than the event and there is nothing left to do. A burst of
+// hook calls thus costs a rebuild or two, not one each. It reports
+// whether it rebuilt.
+func RebuildAfter(ctx context.Context, opts Options, arrived time.Time) (bool, error) {
+	opts.fill()
+	lock, err := state.AcquireContext(ctx, opts.LockPath, lockTimeout)
+	if err != nil {
+		return false, err
+	}
+	defer lock.Unlock()
+	if last, ok := lastRebuildStart(opts); ok && !last.Before(arrived) {
+		return false, nil
+	}
+	_, err = rebuildLocked(ctx, opts, UpSet{}, false)
+	return err == nil, err
+}
+
+// lastRebuildPath records when the newest rebuild, of any trigger, began
+// reading facts; written under the rebuild lock.
+func lastRebuildPath(opts Options) string { return filepath.Join(opts.RunDir, "rebuild.started") }
+
+func lastRebuildStart(opts Options) (time.Time, bool) {
+	data, err := os.ReadFile(lastRebuildPath(opts))
+	if err != nil {
+		return time.Time{}, false
+	}
+	ns, err := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return time.Unix(0, ns), true
+}
+
+func rebuildLocked(ctx context.Context, opts Options, up UpSet, flushOthers bool) (Facts, error) {
 	start := time.Now()
+	// Recorded before the facts are read: an event that arrives after
+	// this moment may not be covered by this rebuild. A failed rebuild
+	// still read the facts; its retry is the trigger's business.
+	if err := os.WriteFile(lastRebuildPath(opts), []byte(strconv.FormatInt(start.UnixNano(), 10)+"\n"), 0o644); err != nil {
+		opts.Log.Warn("cannot record the rebuild's start; hooks may rebuild again", "err", err)
+	}
 	a, err := apply.New(apply.Options{StateDir: filepath.Join(opts.StateDir, "ispbalance"), Echo: opts.Echo, Log: opts.Log})
 	if err != nil {
 		return Facts{}, err
