@@ -92,8 +92,19 @@ type Config struct {
 	// that others could change are refused (the default) or used with a
 	// warning (insecure_files=allow).
 	Files trust.Policy
+	// IPv6 turns IPv6 balancing on (the default); off keeps only the
+	// IPv6 firewall, which is installed either way.
+	IPv6 bool
+	// IPv6Gateways pins ISPs' IPv6 gateways, by service name.
+	IPv6Gateways map[string]IPv6Gateway
 	// MonitorOptions are passed to the link monitor.
 	MonitorOptions []Option
+}
+
+// IPv6Gateway is one ipv6_gateway line.
+type IPv6Gateway struct {
+	Addr netip.Addr
+	Line int
 }
 
 // LastResort is the balance.conf `last_resort` setting.
@@ -175,7 +186,8 @@ var settingName = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
 
 // Parse reads balance.conf from r; name is used in error messages.
 func Parse(name string, r io.Reader) (*Config, error) {
-	c := &Config{Path: name, Mode: Balanced, InternetSSH: true, FlushConntrack: true, LastResort: LastResortCarrier}
+	c := &Config{Path: name, Mode: Balanced, InternetSSH: true, FlushConntrack: true, LastResort: LastResortCarrier,
+		IPv6: true, IPv6Gateways: map[string]IPv6Gateway{}}
 	var rawGroups []rawGroup
 	seenSetting := map[string]int{}
 	sc := newLineScanner(r)
@@ -249,6 +261,32 @@ func Parse(name string, r io.Reader) (*Config, error) {
 				default:
 					return nil, fail("flush_conntrack must be on-down or never, not %q", value)
 				}
+			case "ipv6":
+				if prev, dup := seenSetting[key]; dup {
+					return nil, fail("ipv6 is set again (first at line %d)", prev)
+				}
+				seenSetting[key] = lineNo
+				b, err := parseBool(value)
+				if err != nil {
+					return nil, fail("ipv6: %v", err)
+				}
+				c.IPv6 = b
+			case "ipv6_gateway":
+				f := strings.Fields(value)
+				if len(f) != 2 {
+					return nil, fail("ipv6_gateway wants SERVICE ADDRESS, not %q", value)
+				}
+				gw, err := netip.ParseAddr(f[1])
+				if err != nil || !gw.Is6() || gw.Is4In6() || gw.Zone() != "" {
+					return nil, fail("ipv6_gateway: %q is not an IPv6 address (no zone: the ISP's device is the zone)", f[1])
+				}
+				if gw.IsLoopback() || gw.IsMulticast() || gw.IsUnspecified() {
+					return nil, fail("ipv6_gateway: %s cannot be a gateway", gw)
+				}
+				if prev, dup := c.IPv6Gateways[f[0]]; dup {
+					return nil, fail("ipv6_gateway for %s is set again (first at line %d)", f[0], prev.Line)
+				}
+				c.IPv6Gateways[f[0]] = IPv6Gateway{Addr: gw, Line: lineNo}
 			case "last_resort":
 				if prev, dup := seenSetting[key]; dup {
 					return nil, fail("last_resort is set again (first at line %d)", prev)
@@ -292,6 +330,11 @@ func Parse(name string, r io.Reader) (*Config, error) {
 	}
 	if n := len(c.ISPs()); n > kernelnames.MaxISPs {
 		return nil, fmt.Errorf("%s: %d ISP services, at most %d are supported", name, n, kernelnames.MaxISPs)
+	}
+	for svc, gw := range c.IPv6Gateways {
+		if s, ok := c.Service(svc); !ok || s.Role != RoleISP {
+			return nil, &LineError{File: name, Line: gw.Line, Msg: fmt.Sprintf("ipv6_gateway names %q, which is no isp service", svc)}
+		}
 	}
 	groups, err := expandGroups(name, rawGroups, c.Services)
 	if err != nil {

@@ -49,6 +49,8 @@ func TestParseSample(t *testing.T) {
 		InternetSSH:    false,
 		FlushConntrack: true,
 		LastResort:     LastResortCarrier,
+		IPv6:           true,
+		IPv6Gateways:   map[string]IPv6Gateway{},
 		MonitorOptions: []Option{
 			{Name: "interval_ms", Value: "500", File: "balance.conf", Line: 11},
 			{Name: "warn_email", Value: "root@localhost", File: "balance.conf", Line: 12},
@@ -85,6 +87,12 @@ func TestParseErrors(t *testing.T) {
 		want      string
 	}{
 		{"unknown role", "A eth0 wan\n", 1, `role "wan" is unknown`},
+		{"ipv6 word", "A eth0 isp\nipv6=maybe\n", 2, `ipv6: "maybe" is not yes or no`},
+		{"ipv6_gateway v4", "A eth0 isp\nipv6_gateway=A 100.64.1.1\n", 2, `"100.64.1.1" is not an IPv6 address`},
+		{"ipv6_gateway zone", "A eth0 isp\nipv6_gateway=A fe80::1%eth0\n", 2, `is not an IPv6 address (no zone`},
+		{"ipv6_gateway multicast", "A eth0 isp\nipv6_gateway=A ff02::1\n", 2, `ff02::1 cannot be a gateway`},
+		{"ipv6_gateway service", "A eth0 isp\nL eth1 lan\n\nipv6_gateway=L fe80::1\n", 4, `names "L", which is no isp service`},
+		{"ipv6_gateway twice", "A eth0 isp\nipv6_gateway=A fe80::1\nipv6_gateway=A fe80::2\n", 3, `set again (first at line 2)`},
 		{"duplicate service", "A eth0 isp\n\nA eth1 isp\n", 3, "service A is defined again (first at line 1)"},
 		{"duplicate device", "A eth0 isp\nB eth0 isp\n", 2, "device eth0 is used by service A too"},
 		{"named up", "up eth0 isp\n", 1, `may not be named "up"`},

@@ -43,6 +43,8 @@ type Link struct {
 	// Problem says why the device is not Present (ProblemNoDevice,
 	// ProblemNoAddress...).
 	Problem string
+	// V6 is the device's IPv6, when it has a global address.
+	V6 IPv6
 	// Warnings are things the operator may want to know that did not stop
 	// discovery, such as an unreadable lease file or a lease offering a
 	// router that is not a unicast IPv4 address.
@@ -53,6 +55,11 @@ type Link struct {
 type Request struct {
 	Device  string
 	Gateway netip.Addr // the configuration's GATEWAY column; zero = discover
+	// Gateway6 pins the IPv6 gateway (balance.conf's ipv6_gateway);
+	// zero = discover.
+	Gateway6 netip.Addr
+	// NoIPv6 skips IPv6 discovery (ipv6=off).
+	NoIPv6 bool
 }
 
 // Options adjusts where Discover looks.
@@ -89,6 +96,18 @@ func Discover(reqs []Request, opts Options) (map[string]Link, error) {
 	if err := retryDump(func() (err error) { routes, err = h.RouteList(nil, netlink.FAMILY_V4); return err }); err != nil {
 		return nil, fmt.Errorf("listing main-table routes: %w", err)
 	}
+	var addrs6 []netlink.Addr
+	var routes6 []netlink.Route
+	if wantIPv6(reqs) {
+		// A kernel without IPv6 answers these with an error; that is an
+		// ISP without IPv6, not a failed discovery.
+		if err := retryDump(func() (err error) { addrs6, err = h.AddrList(nil, netlink.FAMILY_V6); return err }); err != nil {
+			addrs6 = nil
+		}
+		if err := retryDump(func() (err error) { routes6, err = h.RouteList(nil, netlink.FAMILY_V6); return err }); err != nil {
+			routes6 = nil
+		}
+	}
 
 	v := newView(links, addrs, routes)
 	leases := newLeaseSource(opts.Root)
@@ -117,9 +136,23 @@ func Discover(reqs []Request, opts Options) (map[string]Link, error) {
 			l.Warnings = append(append(l.Warnings, warnings...), more...)
 			l.Gateway, l.GatewayFrom = chooseGateway(facts)
 		}
+		// An alias shares its device's IPv6 with the device itself: one
+		// ISP per device carries it.
+		if _, label := splitDevice(req.Device); l.Present && !req.NoIPv6 && label == "" {
+			l.V6 = describe6(addrs6, routes6, l.Index, req.Gateway6)
+		}
 		out[req.Device] = l
 	}
 	return out, nil
+}
+
+func wantIPv6(reqs []Request) bool {
+	for _, r := range reqs {
+		if !r.NoIPv6 {
+			return true
+		}
+	}
+	return false
 }
 
 func retryDump(dump func() error) error {
