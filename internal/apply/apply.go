@@ -22,13 +22,13 @@ import (
 
 // Applier installs plans in the network namespace of the calling process.
 type Applier struct {
-	nl        *netlink.Handle
-	netfilter Netfilter
+	nl        Routing
+	netfilter netfilterFamily
 	// netfilter6 is ip6tables' pair; ipv6 says whether the kernel has
 	// IPv6 and ip6tables is there to filter it.
-	netfilter6 Netfilter
+	netfilter6 netfilterFamily
 	ipv6       bool
-	// sysctlRoot is /proc/sys; tests may point it elsewhere.
+	// sysctlRoot is /proc/sys unless Options say otherwise.
 	sysctlRoot string
 	// savedSysctls is the file that remembers the values our sysctls had
 	// before ispbalance first changed them, so `stop` can put them back.
@@ -37,39 +37,67 @@ type Applier struct {
 	log          *slog.Logger
 }
 
-// Options configure an Applier.
+// Options configure an Applier. The kernel-facing fields exist so the
+// applier's logic can be tested against in-memory fakes without root;
+// left zero, they talk to the running kernel.
 type Options struct {
 	// StateDir holds the remembered sysctl values.
 	StateDir string
 	// Echo, when set, receives every change as a command line (-v).
 	Echo io.Writer
 	Log  *slog.Logger
-	// Netfilter names the iptables-save/-restore binaries; zero uses PATH.
+	// Routing carries routes, rules and links; nil opens a netlink handle
+	// in the current network namespace. The Applier closes it.
+	Routing Routing
+	// Netfilter is the IPv4 firewall; nil runs iptables-save and
+	// iptables-restore from PATH.
 	Netfilter Netfilter
+	// Netfilter6 is the IPv6 firewall. Nil runs ip6tables-save and
+	// ip6tables-restore when the kernel has IPv6 and they are installed,
+	// and leaves IPv6 alone otherwise; one given is always used.
+	Netfilter6 Netfilter
+	// SysctlRoot stands for /proc/sys when set.
+	SysctlRoot string
 }
 
-// New returns an Applier for the current network namespace.
+// New returns an Applier for the current network namespace, or for the
+// kernel stand-ins opts name.
 func New(opts Options) (*Applier, error) {
-	h, err := netlink.NewHandle()
-	if err != nil {
-		return nil, fmt.Errorf("opening netlink: %w", err)
-	}
 	log := opts.Log
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	nf6 := Netfilter{Save: "ip6tables-save", Restore: "ip6tables-restore"}
-	ipv6 := ipv6Enabled()
-	if ipv6 {
-		if _, err := exec.LookPath(nf6.Restore); err != nil {
-			// The IPv4 firewall still goes in; the IPv6 hole is said
-			// loudly on every rebuild and in the status.
-			log.Error("IPv6 is on but ip6tables-restore is missing: the router's IPv6 is not filtered", "err", err)
-			ipv6 = false
+	nf := opts.Netfilter
+	if nf == nil {
+		nf = Binaries{}
+	}
+	nf6, ipv6 := opts.Netfilter6, true
+	if nf6 == nil {
+		bin := Binaries{SaveCmd: "ip6tables-save", RestoreCmd: "ip6tables-restore"}
+		nf6, ipv6 = bin, ipv6Enabled()
+		if ipv6 {
+			if _, err := exec.LookPath(bin.RestoreCmd); err != nil {
+				// The IPv4 firewall still goes in; the IPv6 hole is said
+				// loudly on every rebuild and in the status.
+				log.Error("IPv6 is on but ip6tables-restore is missing: the router's IPv6 is not filtered", "err", err)
+				ipv6 = false
+			}
 		}
 	}
+	sysctlRoot := opts.SysctlRoot
+	if sysctlRoot == "" {
+		sysctlRoot = "/proc/sys"
+	}
+	nl := opts.Routing
+	if nl == nil {
+		h, err := netlink.NewHandle()
+		if err != nil {
+			return nil, fmt.Errorf("opening netlink: %w", err)
+		}
+		nl = h
+	}
 	return &Applier{
-		nl: h, netfilter: opts.Netfilter, netfilter6: nf6, ipv6: ipv6, sysctlRoot: "/proc/sys",
+		nl: nl, netfilter: netfilterFamily{nf}, netfilter6: netfilterFamily{nf6}, ipv6: ipv6, sysctlRoot: sysctlRoot,
 		savedSysctls: filepath.Join(opts.StateDir, "sysctl.saved"),
 		echoTo:       opts.Echo, log: log,
 	}, nil
@@ -125,9 +153,7 @@ func (a *Applier) Apply(ctx context.Context, p plan.Plan) (Stats, error) {
 		return stats, a.rollback(ctx, err, routingBefore, nil, nil)
 	}
 	stats.Routing = time.Since(start) - stats.Read
-	input, origins := render.RestoreWithOrigins(p.Firewall, render.RestoreOptions{
-		HaveJump: fwBefore.haveJump, Stale: fwBefore.staleChains(p.Firewall), Existing: fwBefore.ourRules(),
-	})
+	input, origins := fwBefore.restoreInput(p.Firewall)
 	if input != "" {
 		a.echo("iptables-restore --noflush <<EOF\n%sEOF", input)
 		if err := a.netfilter.restore(ctx, input, true); err != nil {
@@ -138,9 +164,7 @@ func (a *Applier) Apply(ctx context.Context, p plan.Plan) (Stats, error) {
 	if fw6Before != nil {
 		// Same policy, same transaction style; a failure undoes the IPv4
 		// part and the routing too, so the families never disagree.
-		input6, _ := render.RestoreWithOrigins(p.Firewall6, render.RestoreOptions{
-			HaveJump: fw6Before.haveJump, Stale: fw6Before.staleChains(p.Firewall6), Existing: fw6Before.ourRules(),
-		})
+		input6, _ := fw6Before.restoreInput(p.Firewall6)
 		if input6 != "" {
 			a.echo("ip6tables-restore --noflush <<EOF\n%sEOF", input6)
 			if err := a.netfilter6.restore(ctx, input6, true); err != nil {
@@ -166,7 +190,7 @@ func (a *Applier) rollback(ctx context.Context, cause error, routing routingStat
 		errs = append(errs, fmt.Errorf("rollback of routing: %w", err))
 	}
 	for _, fam := range []struct {
-		nf   Netfilter
+		nf   netfilterFamily
 		was  firewallState
 		name string
 	}{{a.netfilter, fw, "firewall"}, {a.netfilter6, fw6, "IPv6 firewall"}} {

@@ -13,7 +13,7 @@ import (
 // FirewallStatus says whether the jumps into our chains are in place, for
 // the status table, in both families. go-iptables suits this kind of
 // one-off inspection; writing goes through iptables-restore instead (see
-// Netfilter).
+// Binaries).
 func FirewallStatus(tables, tables6 []plan.Table) (string, error) {
 	ipt, err := iptables.New()
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"os/exec"
@@ -14,6 +15,7 @@ import (
 
 	kn "github.com/ispbalance/ispbalance/internal/kernelnames"
 	"github.com/ispbalance/ispbalance/internal/plan"
+	"github.com/ispbalance/ispbalance/internal/render"
 )
 
 // builtinChains are the chains iptables creates in each table we use.
@@ -218,6 +220,46 @@ func (st firewallState) haveJump(table string, j plan.Jump) bool {
 	return t != nil && t.jumps[j.From+" "+j.To] > 0
 }
 
+// restoreInput renders the restore text, with each line's origin, that
+// makes our part of the firewall the planned tables, from this saved
+// state. A table of ours the plan no longer has (raw, once no rule file
+// uses it) counts as planned empty, so its chains and jumps go too.
+func (st firewallState) restoreInput(tables []plan.Table) (string, []string) {
+	all := slices.Clone(tables)
+	for _, name := range ourTables {
+		t := st[name]
+		planned := slices.ContainsFunc(tables, func(t plan.Table) bool { return t.Name == name })
+		if !planned && t != nil && (len(st.ourChains(name)) > 0 || len(t.jumps) > 0) {
+			all = append(all, plan.Table{Name: name})
+		}
+	}
+	return render.RestoreWithOrigins(all, render.RestoreOptions{
+		HaveJump: st.haveJump, Stale: st.staleChains(all), StaleJumps: st.staleJumps(all), Existing: st.ourRules(),
+	})
+}
+
+// staleJumps lists the jumps from built-in chains to our chains that the
+// plan does not want, once per copy.
+func (st firewallState) staleJumps(tables []plan.Table) map[string][]plan.Jump {
+	out := map[string][]plan.Jump{}
+	for _, t := range tables {
+		saved := st[t.Name]
+		if saved == nil {
+			continue
+		}
+		for _, j := range slices.Sorted(maps.Keys(saved.jumps)) {
+			from, to, _ := strings.Cut(j, " ")
+			if slices.Contains(t.Jumps, plan.Jump{From: from, To: to}) {
+				continue
+			}
+			for range saved.jumps[j] {
+				out[t.Name] = append(out[t.Name], plan.Jump{From: from, To: to})
+			}
+		}
+	}
+	return out
+}
+
 // staleChains lists our chains that exist but that the plan does not want.
 func (st firewallState) staleChains(tables []plan.Table) map[string][]string {
 	out := map[string][]string{}
@@ -233,18 +275,42 @@ func (st firewallState) staleChains(tables []plan.Table) map[string][]string {
 	return out
 }
 
-// Netfilter runs iptables-save and iptables-restore. go-iptables has no
-// restore call (it forks one iptables process per rule, with windows
-// between rules), so the atomic path talks to the restore binary itself.
-type Netfilter struct {
-	Save, Restore string // binaries; default iptables-save, iptables-restore
+// Netfilter is one address family's firewall as iptables-save and
+// iptables-restore see it: text in, text out. Parsing stays with the
+// applier, so a stand-in only has to deal in that text.
+type Netfilter interface {
+	// Save returns what iptables-save prints.
+	Save(ctx context.Context) ([]byte, error)
+	// Restore feeds input to iptables-restore; noflush keeps everything
+	// the input does not mention.
+	Restore(ctx context.Context, input string, noflush bool) error
 }
 
-func (n Netfilter) save(ctx context.Context) (firewallState, error) {
-	bin := n.Save
-	if bin == "" {
-		bin = "iptables-save"
+// Binaries is the Netfilter of the running kernel: it runs iptables-save
+// and iptables-restore. go-iptables has no restore call (it forks one
+// iptables process per rule, with windows between rules), so the atomic
+// path talks to the restore binary itself.
+type Binaries struct {
+	SaveCmd, RestoreCmd string // default iptables-save, iptables-restore
+}
+
+func (n Binaries) saveCmd() string {
+	if n.SaveCmd == "" {
+		return "iptables-save"
 	}
+	return n.SaveCmd
+}
+
+func (n Binaries) restoreCmd() string {
+	if n.RestoreCmd == "" {
+		return "iptables-restore"
+	}
+	return n.RestoreCmd
+}
+
+// Save runs iptables-save.
+func (n Binaries) Save(ctx context.Context) ([]byte, error) {
+	bin := n.saveCmd()
 	var stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, bin)
 	cmd.Stderr = &stderr
@@ -252,28 +318,54 @@ func (n Netfilter) save(ctx context.Context) (firewallState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the firewall with %s: %w: %s", bin, err, strings.TrimSpace(stderr.String()))
 	}
-	return parseSave(out)
+	return out, nil
 }
 
-// restore feeds input to iptables-restore. noflush keeps everything the
-// input does not mention.
-func (n Netfilter) restore(ctx context.Context, input string, noflush bool) error {
-	bin := n.Restore
-	if bin == "" {
-		bin = "iptables-restore"
-	}
+// Restore runs iptables-restore; a refusal is a *RestoreError.
+func (n Binaries) Restore(ctx context.Context, input string, noflush bool) error {
 	args := []string{"-w", "10"}
 	if noflush {
 		args = append(args, "--noflush")
 	}
 	var stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd := exec.CommandContext(ctx, n.restoreCmd(), args...)
 	cmd.Stdin = strings.NewReader(input)
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
 		return &RestoreError{Input: input, Stderr: strings.TrimSpace(stderr.String()), Err: err}
 	}
 	return nil
+}
+
+// netfilterFamily is a Netfilter as the applier uses it: saves come back
+// parsed.
+type netfilterFamily struct{ nf Netfilter }
+
+func (f netfilterFamily) save(ctx context.Context) (firewallState, error) {
+	out, err := f.nf.Save(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return parseSave(out)
+}
+
+func (f netfilterFamily) restore(ctx context.Context, input string, noflush bool) error {
+	return f.nf.Restore(ctx, input, noflush)
+}
+
+// errNoScratch says a Netfilter cannot try rules aside; the rule at fault
+// is then not looked for.
+var errNoScratch = errors.New("this firewall cannot try rules in a scratch namespace")
+
+// tryScratch is Binaries.tryScratch where the Netfilter has it.
+func (f netfilterFamily) tryScratch(ctx context.Context, input string) (stderr string, failed bool, err error) {
+	s, ok := f.nf.(interface {
+		tryScratch(ctx context.Context, input string) (string, bool, error)
+	})
+	if !ok {
+		return "", false, errNoScratch
+	}
+	return s.tryScratch(ctx, input)
 }
 
 // restoreErrorLine finds the input line iptables-restore blames: legacy

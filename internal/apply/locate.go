@@ -190,13 +190,9 @@ func asInKernel(candidate string, before firewallState) string {
 // created for the run and gone when it exits: the kernel judges the rules
 // as it would here, and nothing here changes. failed says whether
 // iptables-restore refused the input; err that it could not run at all.
-func (n Netfilter) tryScratch(ctx context.Context, input string) (stderr string, failed bool, err error) {
-	bin := n.Restore
-	if bin == "" {
-		bin = "iptables-restore"
-	}
+func (n Binaries) tryScratch(ctx context.Context, input string) (stderr string, failed bool, err error) {
 	var out bytes.Buffer
-	cmd := exec.CommandContext(ctx, bin, "-w", "10", "--noflush")
+	cmd := exec.CommandContext(ctx, n.restoreCmd(), "-w", "10", "--noflush")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET}
 	cmd.Stdin = strings.NewReader(input)
 	cmd.Stderr = &out

@@ -16,6 +16,21 @@ import (
 	"github.com/ispbalance/ispbalance/internal/plan"
 )
 
+// Routing is the part of netlink the applier uses. *netlink.Handle is the
+// real one; tests pass an in-memory kernel (see package kernelfake).
+type Routing interface {
+	LinkList() ([]netlink.Link, error)
+	RuleList(family int) ([]netlink.Rule, error)
+	RouteListFiltered(family int, filter *netlink.Route, filterMask uint64) ([]netlink.Route, error)
+	RouteReplace(route *netlink.Route) error
+	RouteDel(route *netlink.Route) error
+	RuleAdd(rule *netlink.Rule) error
+	RuleDel(rule *netlink.Rule) error
+	Close()
+}
+
+var _ Routing = (*netlink.Handle)(nil)
+
 // routingState is what ispbalance owns in the routing subsystem now: the
 // rules in its priority range and the routes in its tables.
 type routingState struct {
@@ -159,9 +174,11 @@ func (e factsError) Unwrap() []error { return []error{ErrFactsChanged, e.err} }
 
 // vanished reports whether err is what the kernel says about a route
 // through a device that is down or gone, or via a gateway no longer on a
-// connected network.
+// connected network. A gateway route through a down device is
+// ENETUNREACH (its subnet went with it), an onlink or device route
+// ENETDOWN.
 func vanished(err error) bool {
-	return errors.Is(err, unix.ENETUNREACH) || errors.Is(err, unix.ENODEV) ||
+	return errors.Is(err, unix.ENETUNREACH) || errors.Is(err, unix.ENETDOWN) || errors.Is(err, unix.ENODEV) ||
 		errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EADDRNOTAVAIL)
 }
 
@@ -193,6 +210,10 @@ func (a *Applier) setRouting(now routingState, want desiredRouting, bestEffort b
 		have[ruleKey(r)] = true
 	}
 	wantRules := map[string]bool{}
+	// taken are wanted rules the kernel refused as existing although
+	// they were not there: it compares from and to only when the new rule
+	// has them, so a stale rule that adds one of them counts as the same.
+	var taken []int
 	for i, r := range want.rules {
 		r := r
 		k := ruleKey(r)
@@ -200,8 +221,12 @@ func (a *Applier) setRouting(now routingState, want desiredRouting, bestEffort b
 		if have[k] {
 			continue
 		}
-		if err := a.nl.RuleAdd(&r); err != nil && !errors.Is(err, unix.EEXIST) {
-			return fmt.Errorf("adding rule %s: %w", want.ruleText[i], err)
+		if err := a.nl.RuleAdd(&r); err != nil {
+			if !errors.Is(err, unix.EEXIST) {
+				return fmt.Errorf("adding rule %s: %w", want.ruleText[i], err)
+			}
+			taken = append(taken, i)
+			continue
 		}
 		a.echo("ip rule add %s", want.ruleText[i])
 	}
@@ -214,6 +239,15 @@ func (a *Applier) setRouting(now routingState, want desiredRouting, bestEffort b
 			return fmt.Errorf("deleting stale rule %s: %w", describeRule(r), err)
 		}
 		a.echo("ip rule del %s", describeRule(r))
+	}
+	for _, i := range taken {
+		// The stale rule that stood in the way is gone now. EEXIST again
+		// means a rule appeared meanwhile that the kernel calls the same.
+		r := want.rules[i]
+		if err := a.nl.RuleAdd(&r); err != nil && !errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("adding rule %s: %w", want.ruleText[i], err)
+		}
+		a.echo("ip rule add %s", want.ruleText[i])
 	}
 	for _, r := range now.routes {
 		r := r
@@ -268,15 +302,23 @@ func restorable(st routingState, usable func(linkIndex int) bool) desiredRouting
 	return want
 }
 
-// carriable trims a route to the legs whose devices can still carry it.
+// kernelFlags are the nexthop flags the kernel reports for a device that
+// is down or without carrier; given back in a route, they make it EINVAL.
+const kernelFlags = unix.RTNH_F_DEAD | unix.RTNH_F_LINKDOWN
+
+// carriable trims a route to the legs whose devices can still carry it,
+// and clears the flags only the kernel may set.
 func carriable(r netlink.Route, usable func(linkIndex int) bool) (netlink.Route, bool) {
+	r.Flags &^= kernelFlags
 	if len(r.MultiPath) == 0 {
 		return r, r.LinkIndex == 0 || usable(r.LinkIndex)
 	}
 	var legs []*netlink.NexthopInfo
 	for _, nh := range r.MultiPath {
 		if usable(nh.LinkIndex) {
-			legs = append(legs, nh)
+			leg := *nh
+			leg.Flags &^= kernelFlags
+			legs = append(legs, &leg)
 		}
 	}
 	switch len(legs) {

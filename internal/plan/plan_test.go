@@ -1,15 +1,11 @@
 package plan_test
 
-// Address plan for these tests (documentation and shared ranges only):
-//   ISP k: router 100.64.k.2/24, gateway 100.64.k.1
-//   ppp:   router 100.64.9.2/32, peer 100.64.9.1
-//   LAN j: router 192.168.j.1/24
+// Address plan for these tests: see package plantest.
 
 import (
 	"bytes"
 	"flag"
 	"math"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -19,158 +15,26 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/ispbalance/ispbalance/internal/config"
 	"github.com/ispbalance/ispbalance/internal/plan"
+	"github.com/ispbalance/ispbalance/internal/plan/plantest"
 	"github.com/ispbalance/ispbalance/internal/render"
 	"github.com/ispbalance/ispbalance/internal/rules"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
 
-func link(kernel, addr, gw, from string) plan.Link {
-	l := plan.Link{Kernel: kernel, Present: true, Carrier: true, Addr: netip.MustParsePrefix(addr), GatewayFrom: from}
-	if gw != "" {
-		l.Gateway = netip.MustParseAddr(gw)
-	}
-	return l
-}
-
-func isp(k int) plan.Link {
-	return link("wan"+strconv.Itoa(k), "100.64."+strconv.Itoa(k)+".2/24", "100.64."+strconv.Itoa(k)+".1", "route")
-}
-
-func lan(j int) plan.Link {
-	return link("lan"+strconv.Itoa(j), "192.168."+strconv.Itoa(j)+".1/24", "", "")
-}
-
-func allUp(names ...string) map[string]bool {
-	m := map[string]bool{}
-	for _, n := range names {
-		m[n] = true
-	}
-	return m
-}
-
-// ruleFile is a rule file used by the rule-files scenario.
-const ruleFile = `# every LAN may reach the router's ssh on 2222
-iptables -A INPUT -s ${:lan.net} -i ${:lan.dev} -p tcp --dport 2222 -j ACCEPT
-iptables -N AUDIT
-iptables -A AUDIT -j LOG --log-prefix "audit: "
-iptables -A FORWARD -d 192.168.2.0/24 -j AUDIT
-iptables -t nat -A POSTROUTING -s 192.168.1.5 -o ${DSL.dev} -j SNAT --to-source ${DSL.ip}
-forward 8080 192.168.1.10:80
-force-route DSL -p tcp --dport 25
-ip route add 10.99.0.0/16 via 192.168.1.254 dev ${LAN.dev}
-ip rule add from 192.168.2.0/24 lookup ${CABLE.table}
-`
-
-var scenarios = []struct {
-	name  string
-	conf  string
-	links map[string]plan.Link
-	up    map[string]bool
-	rules string
-}{
-	{
-		name:  "two-isps-balanced",
-		conf:  "CABLE wan1 isp\nDSL wan2 isp\nLAN lan1 lan\n",
-		links: map[string]plan.Link{"wan1": isp(1), "wan2": isp(2), "lan1": lan(1)},
-		up:    allUp("CABLE", "DSL"),
-	},
-	{
-		name:  "three-isps-weighted",
-		conf:  "A wan1 isp default 3\nB wan2 isp default 2\nC wan3 isp default 1\nLAN lan1 lan\n",
-		links: map[string]plan.Link{"wan1": isp(1), "wan2": isp(2), "wan3": isp(3), "lan1": lan(1)},
-		up:    allUp("A", "B", "C"),
-	},
-	{
-		name:  "two-isps-failover",
-		conf:  "mode=failover\nCABLE wan1 isp default 1\nDSL wan2 isp default 5\nLAN lan1 lan\n",
-		links: map[string]plan.Link{"wan1": isp(1), "wan2": isp(2), "lan1": lan(1)},
-		up:    allUp("CABLE", "DSL"),
-	},
-	{
-		name:  "one-isp-down",
-		conf:  "CABLE wan1 isp\nDSL wan2 isp\nLAN lan1 lan\n",
-		links: map[string]plan.Link{"wan1": isp(1), "wan2": isp(2), "lan1": lan(1)},
-		up:    allUp("DSL"),
-	},
-	{
-		name: "two-lans-forwarding-groups",
-		conf: "CABLE wan1 isp\nDSL wan2 isp\nLAN lan1 lan\nGUEST lan2 lan\n" +
-			"forwarding_group=LAN :isp\nforwarding_group=GUEST CABLE\ninternet_ssh=no\n",
-		links: map[string]plan.Link{"wan1": isp(1), "wan2": isp(2), "lan1": lan(1), "lan2": lan(2)},
-		up:    allUp("CABLE", "DSL"),
-	},
-	{
-		name: "ppp-isp",
-		conf: "CABLE wan1 isp\nDSL ppp0 isp\nLAN lan1 lan\n",
-		links: map[string]plan.Link{"wan1": isp(1), "lan1": lan(1),
-			"ppp0": link("ppp0", "100.64.9.2/32", "100.64.9.1", "peer")},
-		up: allUp("CABLE", "DSL"),
-	},
-	{
-		name: "alias-interface",
-		conf: "CABLE eth3 isp\nFIBER eth3:0 isp default 2 100.64.5.1\nLAN lan1 lan\n",
-		links: map[string]plan.Link{"eth3": link("eth3", "100.64.4.2/24", "100.64.4.1", "route"),
-			"eth3:0": link("eth3", "100.64.5.2/24", "100.64.5.1", "config"), "lan1": lan(1)},
-		up: allUp("CABLE", "FIBER"),
-	},
-	{
-		name:  "rule-files",
-		conf:  "CABLE wan1 isp\nDSL wan2 isp\nLAN lan1 lan\nGUEST lan2 lan\n",
-		links: map[string]plan.Link{"wan1": isp(1), "wan2": isp(2), "lan1": lan(1), "lan2": lan(2)},
-		up:    allUp("CABLE", "DSL"),
-		rules: ruleFile,
-	},
-	{
-		// Every verdict is down but both uplinks have carrier: a silent
-		// probe target must not take the LAN offline.
-		name:  "all-judged-down-last-resort",
-		conf:  "CABLE wan1 isp\nDSL wan2 isp default 3\nLAN lan1 lan\n",
-		links: map[string]plan.Link{"wan1": isp(1), "wan2": isp(2), "lan1": lan(1)},
-		up:    allUp(),
-	},
-	{
-		name:  "all-judged-down-unreachable",
-		conf:  "last_resort=unreachable\nCABLE wan1 isp\nDSL wan2 isp\nLAN lan1 lan\n",
-		links: map[string]plan.Link{"wan1": isp(1), "wan2": isp(2), "lan1": lan(1)},
-		up:    allUp(),
-	},
-	{
-		// The active failover ISP was taken down with `ip link set wan2
-		// down`: nothing may be planned through it.
-		name: "failover-active-admin-down",
-		conf: "mode=failover\nCABLE wan1 isp default 1\nDSL wan2 isp default 5\nLAN lan1 lan\n",
-		links: map[string]plan.Link{"wan1": isp(1), "lan1": lan(1),
-			"wan2": {Kernel: "wan2", Present: true, AdminDown: true, Addr: netip.MustParsePrefix("100.64.2.2/24"),
-				Gateway: netip.MustParseAddr("100.64.2.1"), GatewayFrom: "route"}},
-		up: allUp("CABLE", "DSL"),
-	},
-	{
-		name: "missing-device",
-		conf: "CABLE wan1 isp\nDSL wan2 isp\nLAN lan1 lan\nDMZ lan2 lan\n",
-		links: map[string]plan.Link{"wan1": isp(1), "lan1": lan(1),
-			"wan2": {Kernel: "wan2", Problem: "no such device"},
-			"lan2": {Kernel: "lan2", Present: false, Problem: "no IPv4 address"}},
-		up: allUp("CABLE", "DSL"),
-	},
-}
+// The scenarios and their helpers live in plantest, which the applier's
+// tests share.
+var (
+	link  = plantest.Link
+	isp   = plantest.ISP
+	lan   = plantest.LAN
+	allUp = plantest.AllUp
+)
 
 func TestGolden(t *testing.T) {
-	for _, sc := range scenarios {
-		t.Run(sc.name, func(t *testing.T) {
-			cfg, err := config.Parse("balance.conf", strings.NewReader(sc.conf))
-			if err != nil {
-				t.Fatal(err)
-			}
-			in := plan.Input{Config: cfg, Links: sc.links, Up: sc.up}
-			if sc.rules != "" {
-				f, err := rules.ParseFile("balance/firewall/10.rules", rules.Firewall, []byte(sc.rules))
-				if err != nil {
-					t.Fatal(err)
-				}
-				in.RuleFiles = []rules.File{f}
-			}
-			p, err := plan.Build(in)
+	for _, sc := range plantest.Scenarios {
+		t.Run(sc.Name, func(t *testing.T) {
+			p, err := sc.Build()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -178,7 +42,7 @@ func TestGolden(t *testing.T) {
 			if err := render.Script(&got, p); err != nil {
 				t.Fatal(err)
 			}
-			path := filepath.Join("testdata", sc.name+".golden")
+			path := filepath.Join("testdata", sc.Name+".golden")
 			if *update {
 				if err := os.WriteFile(path, got.Bytes(), 0o644); err != nil {
 					t.Fatal(err)
