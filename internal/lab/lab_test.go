@@ -151,6 +151,7 @@ func TestAddresses(t *testing.T) {
 
 func TestTopology(t *testing.T) {
 	l := newLab(t, Options{Prefix: "ltopo", ISPs: 2, LANs: 2})
+	startServer(t, l)
 	for _, short := range l.Names() {
 		if got := namespacesWithPrefix(t, l.NS(short)); len(got) != 1 {
 			t.Errorf("ip netns list shows %v for %s", got, l.NS(short))
@@ -192,8 +193,17 @@ func TestTopology(t *testing.T) {
 			t.Errorf("%s cannot reach %s: %v\n%s", p.from, p.to, err, out)
 		}
 	}
+	// The server, which answers ISP 2 above, answers neither ping nor
+	// TCP from a LAN while the router has no default route.
+	server := netip.AddrPortFrom(l.ServerAddr(), port)
+	if _, err := l.Greet("isp2", server, 2*time.Second); err != nil {
+		t.Fatalf("the server's listener does not answer ISP 2: %v", err)
+	}
 	if _, err := l.Exec("lan1", "ping", "-c1", "-W1", l.ServerAddr().String()); err == nil {
 		t.Error("lan1 reaches the server although the router has no default route")
+	}
+	if seen, err := l.Greet("lan1", server, time.Second); err == nil {
+		t.Errorf("lan1 connected to the server (which saw %s) although the router has no default route", seen)
 	}
 }
 
@@ -250,6 +260,11 @@ func TestSpoofFilter(t *testing.T) {
 	// A default route without masquerading: LAN sources reach ISP 1 as
 	// they are.
 	mustExec(t, l, "router", "ip", "route", "add", "default", "via", l.ISPGateway(1).String())
+	// The router's own connection, from its ISP 1 address, takes the same
+	// way to the same listener and is answered.
+	if seen, err := l.Greet("router", netip.AddrPortFrom(l.ServerAddr(), port), 2*time.Second); err != nil || seen != l.RouterISPAddr(1).String() {
+		t.Fatalf("the router's own connection through ISP 1: server saw %q, %v; want %s", seen, err, l.RouterISPAddr(1))
+	}
 	before := dropCount(t, l, 1)
 	if _, err := l.WhichISP(1, port, 300*time.Millisecond); err == nil {
 		t.Fatal("an unmasqueraded LAN connection got through ISP 1")
@@ -265,6 +280,11 @@ func TestInbound(t *testing.T) {
 	mustExec(t, l, "router", "ip", "route", "add", "203.0.113.0/24", "via", l.ISPGateway(2).String())
 	if out, err := l.Exec("inet", "ping", "-c1", "-W2", "-I", l.ServerAddr().String(), l.RouterISPAddr(2).String()); err != nil {
 		t.Errorf("the server cannot reach the router through ISP 2: %v\n%s", err, out)
+	}
+	// The router answers at its ISP 1 address when the reply need not
+	// cross ISP 2.
+	if out, err := l.Exec("isp1", "ping", "-c1", "-W2", l.RouterISPAddr(1).String()); err != nil {
+		t.Fatalf("the router does not answer at its ISP 1 address from ISP 1: %v\n%s", err, out)
 	}
 	// A request that came in by ISP 1 is answered by ISP 2, which drops
 	// the reply for its foreign source: asymmetric routing shows.

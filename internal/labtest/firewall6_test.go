@@ -119,9 +119,27 @@ func TestFirewall6FromOutside(t *testing.T) {
 	// the ISP over both addresses.
 	r.sh("isp1", "ping", "-6", "-c1", "-W2", v6RouterWAN.String())
 	r.sh("isp1", "ping", "-6", "-c1", "-W2", wanLL.String())
-	// ssh is open from the Internet, with the same per-source rate limit
-	// as IPv4: six new connections, then no more this minute.
+	// ssh is open from the Internet (one connection: the rate limit's
+	// bucket holds six)...
 	ssh := netip.AddrPortFrom(v6RouterWAN, sshPort)
+	if !r.reachable("isp1", ssh, 2*time.Second) {
+		t.Errorf("ssh does not answer the Internet over IPv6")
+	}
+	// ...and internet_ssh=no closes it in both families, while the LAN
+	// still reaches it; with no new connection let through, the bucket
+	// is not drawn on.
+	r.writeConf("internet_ssh=no\n" + ispConf(1, 1))
+	r.mustRun()
+	if _, err := r.lab.Greet("isp1", ssh, time.Second); err == nil {
+		t.Errorf("internet_ssh=no, but ssh answers the Internet over IPv6")
+	}
+	if !r.reachable("lan1", netip.AddrPortFrom(v6RouterLAN, sshPort), 2*time.Second) {
+		t.Errorf("internet_ssh=no closed ssh to the LAN too")
+	}
+	// Open again, with the same per-source rate limit as IPv4: of nine
+	// quick connections, the five left in the bucket answer.
+	r.writeConf(ispConf(1, 1))
+	r.mustRun()
 	answered := 0
 	for i := 0; i < 9; i++ {
 		if _, err := r.lab.Greet("isp1", ssh, 500*time.Millisecond); err == nil {
@@ -133,16 +151,6 @@ func TestFirewall6FromOutside(t *testing.T) {
 	}
 	if st := r.mustRun("-s"); !strings.Contains(st, "IPv6") {
 		t.Errorf("status does not speak of the IPv6 firewall:\n%s", st)
-	}
-
-	// internet_ssh=no closes ssh in both families.
-	r.writeConf("internet_ssh=no\n" + ispConf(1, 1))
-	r.mustRun()
-	if _, err := r.lab.Greet("isp1", netip.AddrPortFrom(v6RouterWAN, sshPort), time.Second); err == nil {
-		t.Errorf("internet_ssh=no, but ssh answers the Internet over IPv6")
-	}
-	if !r.reachable("lan1", netip.AddrPortFrom(v6RouterLAN, sshPort), 2*time.Second) {
-		t.Errorf("internet_ssh=no closed ssh to the LAN too")
 	}
 
 	// stop removes the IPv6 chains and leaves foreign ones.

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"os/user"
 	"path/filepath"
 	"strconv"
@@ -121,64 +120,62 @@ func TestHitlessRebuilds(t *testing.T) {
 // drop spoofed sources, so a reply out of ISP1 would be lost.
 func TestInboundOnSecondISP(t *testing.T) {
 	r := newRouter(t, lab.Options{Prefix: "in"}, "mode=failover\nISP1 wan1 isp default 5\nISP2 wan2 isp default 1\nLAN lan1 lan\n")
+	const sshPort, telnetPort = 22, 23
+	r.listen("router", netip.AddrPortFrom(netip.IPv4Unspecified(), sshPort))
+	r.listen("router", netip.AddrPortFrom(netip.IPv4Unspecified(), telnetPort))
+	telnet := netip.AddrPortFrom(r.lab.RouterISPAddr(2), telnetPort)
+	// Before ispbalance, with a route back through ISP2, the internet
+	// reaches the port that is to be rejected.
+	r.beforeBalancing(2, func() { r.answers("inet", telnet, "before ispbalance") })
 	r.mustRun()
 	// ssh is open from the internet; a listener on the router answers.
-	srv := exec.Command("ip", "netns", "exec", r.lab.NS("router"), "socat", "TCP-LISTEN:22,fork,reuseaddr", "SYSTEM:echo hello")
-	if err := srv.Start(); err != nil {
-		t.Fatalf("starting socat (the test command installs it): %v", err)
-	}
-	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
-	time.Sleep(200 * time.Millisecond)
 	for k := 1; k <= 2; k++ {
-		out, err := r.lab.Exec("inet", "socat", "-T2", "-", "TCP:"+r.lab.RouterISPAddr(k).String()+":22,connect-timeout=2")
-		if err != nil || !strings.Contains(string(out), "hello") {
-			t.Errorf("ssh port via ISP%d address: %q, %v", k, out, err)
+		if !r.reachable("inet", netip.AddrPortFrom(r.lab.RouterISPAddr(k), sshPort), settle) {
+			t.Errorf("ssh port via ISP%d's address does not answer the internet", k)
 		}
 	}
-	// Anything else is rejected.
-	if out, err := r.lab.Exec("inet", "socat", "-T1", "-", "TCP:"+r.lab.RouterISPAddr(2).String()+":23,connect-timeout=1"); err == nil {
-		t.Errorf("port 23 on the router is reachable from the internet: %s", out)
-	}
+	// Anything else is rejected, though it answers the LAN, and ssh
+	// through the same address shows that the way back works.
+	r.blocked("lan1", "inet", telnet, "port 23 on the router from the internet")
 }
 
 // TestFirewallFromOutside: from the internet nothing but ssh reaches the
 // router, nothing reaches the LAN, and a second LAN outside the first
-// LAN's forwarding group cannot be reached from it.
+// LAN's forwarding group cannot be reached from it. Each listener first
+// answers the same client before ispbalance, and an allowed one after.
 func TestFirewallFromOutside(t *testing.T) {
 	conf := "ISP1 wan1 isp\nISP2 wan2 isp\nLAN lan1 lan\nGUEST lan2 lan\n" +
 		"forwarding_group=LAN :isp\nforwarding_group=GUEST :isp\n"
 	r := newRouter(t, lab.Options{Prefix: "fw", LANs: 2}, conf)
 	r.startServer()
+	lanHost := netip.AddrPortFrom(r.lab.LANHost(1), 8000)
+	routerWeb := netip.AddrPortFrom(r.lab.RouterISPAddr(1), 80)
+	r.listen("lan1", netip.AddrPortFrom(netip.IPv4Unspecified(), lanHost.Port()))
+	r.listen("router", netip.AddrPortFrom(netip.IPv4Unspecified(), routerWeb.Port()))
+	// The internet host gets a route to the LAN host, and ISP1 routes it.
+	r.routeLANFromInternet(1)
+	r.beforeBalancing(1, func() {
+		r.answers("inet", lanHost, "before ispbalance")
+		r.answers("inet", routerWeb, "before ispbalance")
+	})
+	r.answers("lan2", lanHost, "before ispbalance")
 	r.mustRun()
-	// The internet host cannot reach a LAN host, even with a route to it.
-	r.sh("inet", "ip", "route", "add", "192.168.1.0/24", "via", "198.51.100.1")
-	lanSrv := exec.Command("ip", "netns", "exec", r.lab.NS("lan1"), "socat", "TCP-LISTEN:8000,fork,reuseaddr", "SYSTEM:echo lan")
-	if err := lanSrv.Start(); err != nil {
-		t.Fatalf("starting socat (the test command installs it): %v", err)
-	}
-	t.Cleanup(func() { lanSrv.Process.Kill(); lanSrv.Wait() })
-	time.Sleep(200 * time.Millisecond)
-	if out, err := r.lab.Exec("inet", "socat", "-T1", "-", "TCP:192.168.1.10:8000,connect-timeout=1"); err == nil {
-		t.Errorf("internet reached a LAN host: %s", out)
-	}
-	// GUEST cannot reach LAN; LAN itself can (its own host's service from the router side is not the point).
-	if out, err := r.lab.Exec("lan2", "socat", "-T1", "-", "TCP:192.168.1.10:8000,connect-timeout=1"); err == nil {
-		t.Errorf("GUEST reached LAN outside its forwarding group: %s", out)
-	}
+	// The internet host cannot reach a LAN host, nor can GUEST, while
+	// the router can.
+	r.blocked("router", "inet", lanHost, "the LAN host from the internet")
+	r.blocked("router", "lan2", lanHost, "LAN from GUEST, outside its forwarding group")
 	// Both LANs still reach the internet.
 	for j := 1; j <= 2; j++ {
 		if _, err := r.lab.WhichISP(j, serverPort, 2*time.Second); err != nil {
 			t.Errorf("lan%d cannot reach the internet: %v", j, err)
 		}
 	}
-	// Router services other than ssh are rejected from the internet, and
-	// ping is answered (rate-limited).
+	// Router services other than ssh are rejected from the internet,
+	// though the LAN reaches them, and ping is answered (rate-limited).
 	if _, err := r.lab.Exec("inet", "ping", "-c1", "-W1", r.lab.RouterISPAddr(1).String()); err != nil {
 		t.Errorf("router does not answer ping from the internet: %v", err)
 	}
-	if out, err := r.lab.Exec("inet", "socat", "-T1", "-", "TCP:"+r.lab.RouterISPAddr(1).String()+":80,connect-timeout=1"); err == nil {
-		t.Errorf("port 80 on the router is reachable from the internet: %s", out)
-	}
+	r.blocked("lan1", "inet", routerWeb, "port 80 on the router from the internet")
 }
 
 // TestForeignStateSurvives: routes, tables, rules and chains of other

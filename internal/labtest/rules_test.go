@@ -2,6 +2,7 @@ package labtest
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,7 +27,8 @@ func (r *router) writeRules(dir, name, text string) string {
 }
 
 // serve runs a socat server in a lab namespace that answers every
-// connection with reply, until the test ends.
+// connection with reply, until the test ends. It returns once the
+// server answers on the namespace's loopback.
 func (r *router) serve(ns string, port int, reply string) {
 	r.t.Helper()
 	cmd := exec.Command("ip", "netns", "exec", r.lab.NS(ns), "socat",
@@ -35,7 +37,10 @@ func (r *router) serve(ns string, port int, reply string) {
 		r.t.Fatalf("starting socat: %v", err)
 	}
 	r.t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	time.Sleep(150 * time.Millisecond)
+	waitFor(r.t, fmt.Sprintf("socat answering on port %d in %s", port, ns), settle, func() bool {
+		got, err := r.fetch(ns, fmt.Sprintf("127.0.0.1:%d", port))
+		return err == nil && got == reply
+	})
 }
 
 // fetch connects from a namespace and returns what the server said.
@@ -53,6 +58,15 @@ func TestRulesForward(t *testing.T) {
 	r := newRouter(t, lab.Options{Prefix: "fwd"}, "mode=failover\nISP1 wan1 isp default 5\nISP2 wan2 isp default 1\nLAN lan1 lan\n")
 	r.writeRules("firewall", "10.forwards", "# a web server on the LAN\nforward 8080 192.168.1.10:80\n")
 	r.serve("lan1", 80, "lan-web")
+	direct := r.lab.LANHost(1).String() + ":80"
+	// The internet host gets a route to the LAN server's own address,
+	// and ISP1 routes it: before ispbalance the server answers there.
+	r.routeLANFromInternet(1)
+	r.beforeBalancing(1, func() {
+		if got, err := r.fetch("inet", direct); err != nil || got != "lan-web" {
+			t.Fatalf("before ispbalance, the LAN server does not answer the internet at %s: %q, %v: the test could not tell a blocked port", direct, got, err)
+		}
+	})
 	r.mustRun()
 	for k := 1; k <= 2; k++ {
 		got, err := r.fetch("inet", r.lab.RouterISPAddr(k).String()+":8080")
@@ -60,9 +74,9 @@ func TestRulesForward(t *testing.T) {
 			t.Errorf("via ISP%d's address: %q, %v", k, got, err)
 		}
 	}
-	// The LAN server is not reachable at its own address from outside.
-	r.sh("inet", "ip", "route", "add", "192.168.1.0/24", "via", "198.51.100.1")
-	if got, err := r.fetch("inet", "192.168.1.10:80"); err == nil {
+	// The LAN server is not reachable at its own address from outside,
+	// though the forward just brought the same client to it.
+	if got, err := r.fetch("inet", direct); err == nil {
 		t.Errorf("LAN server reachable directly from the internet: %q", got)
 	}
 }
@@ -151,7 +165,12 @@ func TestRulesAddRoute(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
-	time.Sleep(150 * time.Millisecond)
+	// The side network's own host reaches the listener at the address
+	// the LAN is to reach only after add-route.
+	waitFor(t, "the side network's listener answering at 192.168.60.1:7000", settle, func() bool {
+		out, err := exec.Command("ip", "netns", "exec", side, "socat", "-T2", "-", "TCP:192.168.60.1:7000,connect-timeout=2").Output()
+		return err == nil && strings.TrimSpace(string(out)) == "side"
+	})
 	r.mustRun()
 	if got, err := r.fetch("lan1", "192.168.60.1:7000"); err == nil {
 		t.Fatalf("the side network is reachable before add-route: %q", got)
@@ -176,13 +195,19 @@ func TestRulesAddRoute(t *testing.T) {
 // and both rules work.
 func TestRulesPlaceholderPerLAN(t *testing.T) {
 	r := newRouter(t, lab.Options{Prefix: "ph", LANs: 2}, "ISP1 wan1 isp\nISP2 wan2 isp\nLAN lan1 lan\nGUEST lan2 lan\n")
-	r.writeRules("firewall", "30.block", "# no LAN may reach the test port\niptables -A FORWARD -s ${:lan.net} -p tcp --dport 9999 -j REJECT\n")
 	r.startServer()
 	stop, err := r.lab.StartServer(9999)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(stop)
+	// Before the rule exists, every LAN reaches the port it is to close.
+	r.mustRun()
+	blockedPort := netip.AddrPortFrom(r.lab.ServerAddr(), 9999)
+	for j := 1; j <= 2; j++ {
+		r.answers("lan"+itoa(j), blockedPort, "before the rule")
+	}
+	r.writeRules("firewall", "30.block", "# no LAN may reach the test port\niptables -A FORWARD -s ${:lan.net} -p tcp --dport 9999 -j REJECT\n")
 	r.mustRun()
 	save := r.sh("router", "iptables-save", "-t", "filter")
 	for _, want := range []string{"-A ISPB-U-FORWARD -s 192.168.1.0/24 -p tcp", "-A ISPB-U-FORWARD -s 192.168.2.0/24 -p tcp"} {
