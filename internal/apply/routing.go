@@ -40,27 +40,53 @@ type routingState struct {
 
 func (a *Applier) readRouting() (routingState, error) {
 	var st routingState
-	rules, err := a.nl.RuleList(netlink.FAMILY_V4)
-	if err != nil {
-		return st, fmt.Errorf("listing policy rules: %w", err)
-	}
-	for _, r := range rules {
-		if r.Priority >= kn.PrioMin && r.Priority <= kn.PrioMax {
-			st.rules = append(st.rules, r)
+	for _, family := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		rules, err := a.nl.RuleList(family)
+		if err != nil {
+			if family == netlink.FAMILY_V6 && !ipv6Enabled() {
+				continue // a kernel without IPv6 has nothing of ours there
+			}
+			return st, fmt.Errorf("listing %s policy rules: %w", familyName(family), err)
 		}
-	}
-	routes, err := a.nl.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
-	if err != nil {
-		return st, fmt.Errorf("listing routes: %w", err)
-	}
-	for _, r := range routes {
-		// Routes of rule files may live in any table, main included; the
-		// protocol tag says they are ours.
-		if kn.IsOurTable(r.Table) || r.Protocol == kn.RouteProtocol {
-			st.routes = append(st.routes, r)
+		for _, r := range rules {
+			if r.Priority >= kn.PrioMin && r.Priority <= kn.PrioMax {
+				r.Family = family
+				st.rules = append(st.rules, r)
+			}
+		}
+		routes, err := a.nl.RouteListFiltered(family, &netlink.Route{Table: unix.RT_TABLE_UNSPEC}, netlink.RT_FILTER_TABLE)
+		if err != nil {
+			return st, fmt.Errorf("listing %s routes: %w", familyName(family), err)
+		}
+		for _, r := range routes {
+			// Routes of rule files may live in any table, main included; the
+			// protocol tag says they are ours.
+			if kn.IsOurTable(r.Table) || r.Protocol == kn.RouteProtocol {
+				r.Family = family
+				st.routes = append(st.routes, r)
+			}
 		}
 	}
 	return st, nil
+}
+
+// ipv6DefaultMetric is IP6_RT_PRIO_USER, the metric the kernel gives an
+// IPv6 route that names none.
+const ipv6DefaultMetric = 1024
+
+// ipFamily is the `ip` option for a family: "-6 " for IPv6, "" for IPv4.
+func ipFamily(family int) string {
+	if family == netlink.FAMILY_V6 {
+		return "-6 "
+	}
+	return ""
+}
+
+func familyName(family int) string {
+	if family == netlink.FAMILY_V6 {
+		return "IPv6"
+	}
+	return "IPv4"
 }
 
 // ruleKey identifies a rule by what it matches and where it sends
@@ -78,11 +104,14 @@ func ruleKey(r netlink.Rule) string {
 	if r.Dst != nil {
 		dst = r.Dst.String()
 	}
-	return fmt.Sprintf("%d|%d|%x/%x|%s|%s|%s|%s|%d", r.Priority, r.Table, r.Mark, mask, src, dst, r.IifName, r.OifName, r.SuppressPrefixlen)
+	return fmt.Sprintf("%d|%d|%d|%x/%x|%s|%s|%s|%s|%d", r.Family, r.Priority, r.Table, r.Mark, mask, src, dst, r.IifName, r.OifName, r.SuppressPrefixlen)
 }
 
 func routeKey(r netlink.Route) string {
 	dst := "0.0.0.0/0"
+	if r.Family == netlink.FAMILY_V6 {
+		dst = "::/0"
+	}
 	if r.Dst != nil {
 		dst = r.Dst.String()
 	}
@@ -96,6 +125,9 @@ func ipNet(p netip.Prefix) *net.IPNet {
 func toNetlinkRule(r plan.Rule) netlink.Rule {
 	nr := netlink.NewRule()
 	nr.Family = netlink.FAMILY_V4
+	if r.IPv6 {
+		nr.Family = netlink.FAMILY_V6
+	}
 	nr.Priority = r.Priority
 	nr.Table = r.Table
 	if r.Mask != 0 {
@@ -117,6 +149,15 @@ func toNetlinkRule(r plan.Rule) netlink.Rule {
 
 func (a *Applier) toNetlinkRoute(r plan.Route, index map[string]int) (netlink.Route, error) {
 	nr := netlink.Route{Family: netlink.FAMILY_V4, Table: r.Table, Dst: ipNet(r.Dst), Protocol: kn.RouteProtocol, Priority: r.Metric}
+	if r.IPv6() {
+		nr.Family = netlink.FAMILY_V6
+		if nr.Priority == 0 {
+			// The kernel gives an IPv6 route without a metric 1024 and
+			// lists it so; asking for that keeps the route recognisable,
+			// instead of looking stale and being deleted right after.
+			nr.Priority = ipv6DefaultMetric
+		}
+	}
 	dev := func(name string) (int, error) {
 		i, ok := index[name]
 		if !ok {
@@ -202,7 +243,7 @@ func (a *Applier) setRouting(now routingState, want desiredRouting, bestEffort b
 			}
 			return fmt.Errorf("replacing route %s: %w", want.routeText[i], err)
 		}
-		a.echo("ip route replace %s", want.routeText[i])
+		a.echo("ip %sroute replace %s", ipFamily(r.Family), want.routeText[i])
 		wantRoutes[routeKey(r)] = true
 	}
 	have := map[string]bool{}
@@ -228,7 +269,7 @@ func (a *Applier) setRouting(now routingState, want desiredRouting, bestEffort b
 			taken = append(taken, i)
 			continue
 		}
-		a.echo("ip rule add %s", want.ruleText[i])
+		a.echo("ip %srule add %s", ipFamily(r.Family), want.ruleText[i])
 	}
 	for _, r := range now.rules {
 		r := r
@@ -238,7 +279,7 @@ func (a *Applier) setRouting(now routingState, want desiredRouting, bestEffort b
 		if err := a.nl.RuleDel(&r); err != nil && !errors.Is(err, unix.ENOENT) {
 			return fmt.Errorf("deleting stale rule %s: %w", describeRule(r), err)
 		}
-		a.echo("ip rule del %s", describeRule(r))
+		a.echo("ip %srule del %s", ipFamily(r.Family), describeRule(r))
 	}
 	for _, i := range taken {
 		// The stale rule that stood in the way is gone now. EEXIST again
@@ -247,7 +288,7 @@ func (a *Applier) setRouting(now routingState, want desiredRouting, bestEffort b
 		if err := a.nl.RuleAdd(&r); err != nil && !errors.Is(err, unix.EEXIST) {
 			return fmt.Errorf("adding rule %s: %w", want.ruleText[i], err)
 		}
-		a.echo("ip rule add %s", want.ruleText[i])
+		a.echo("ip %srule add %s", ipFamily(r.Family), want.ruleText[i])
 	}
 	for _, r := range now.routes {
 		r := r
@@ -257,7 +298,7 @@ func (a *Applier) setRouting(now routingState, want desiredRouting, bestEffort b
 		if err := a.nl.RouteDel(&r); err != nil && !errors.Is(err, unix.ESRCH) && !errors.Is(err, unix.ENOENT) {
 			return fmt.Errorf("deleting stale route %s: %w", describeRoute(r), err)
 		}
-		a.echo("ip route del %s", describeRoute(r))
+		a.echo("ip %sroute del %s", ipFamily(r.Family), describeRoute(r))
 	}
 	return nil
 }
@@ -279,7 +320,7 @@ func restorable(st routingState, usable func(linkIndex int) bool) desiredRouting
 	rules := make([]netlink.Rule, 0, len(st.rules))
 	for _, r := range st.rules {
 		nr := netlink.NewRule()
-		nr.Family = netlink.FAMILY_V4
+		nr.Family = r.Family
 		nr.Priority, nr.Table, nr.Mark, nr.Mask = r.Priority, r.Table, r.Mark, r.Mask
 		nr.Src, nr.Dst, nr.OifName, nr.IifName = r.Src, r.Dst, r.OifName, r.IifName
 		nr.SuppressPrefixlen = r.SuppressPrefixlen

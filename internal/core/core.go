@@ -112,7 +112,8 @@ func Gather(opts Options, up UpSet) (Facts, error) {
 	}
 	var reqs []detect.Request
 	for _, s := range cfg.Services {
-		reqs = append(reqs, detect.Request{Device: s.Device, Gateway: s.Gateway})
+		reqs = append(reqs, detect.Request{Device: s.Device, Gateway: s.Gateway,
+			Gateway6: cfg.IPv6Gateways[s.Name].Addr, NoIPv6: !cfg.IPv6})
 	}
 	f.Links, err = detect.Discover(reqs, detect.Options{Root: opts.LeaseRoot})
 	if err != nil {
@@ -132,6 +133,7 @@ func Gather(opts Options, up UpSet) (Facts, error) {
 		in.Links[dev] = plan.Link{
 			Kernel: l.Kernel, Present: l.Present, Carrier: l.Up, AdminDown: l.AdminDown, Addr: l.Addr,
 			Gateway: l.Gateway, GatewayFrom: l.GatewayFrom, Problem: l.Problem, PointToPoint: l.PointToPoint,
+			V6Addr: l.V6.Addr, V6Gateway: l.V6.Gateway, V6GatewayFrom: l.V6.GatewayFrom,
 		}
 	}
 	f.Plan, err = plan.Build(in)
@@ -433,6 +435,9 @@ func Status(opts Options) (render.StatusReport, error) {
 		row := render.StatusRow{Service: s.Name, Device: s.Device, Role: string(s.Role),
 			Addr: l.Addr, Gateway: l.Gateway, GatewayFrom: l.GatewayFrom, Problem: l.Problem}
 		row.Warnings = append(row.Warnings, l.Warnings...)
+		if s.Role == config.RoleISP {
+			row.Addr6, row.Gateway6, row.Gateway6From = l.V6.Addr, l.V6.Gateway, l.V6.GatewayFrom
+		}
 		if s.Role == config.RoleISP {
 			v, err := state.Read(opts.StateDir, s.Name)
 			if err != nil {

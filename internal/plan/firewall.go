@@ -228,10 +228,16 @@ func balanceRules(p Plan) [][]string {
 			routing = append(routing, isp)
 		}
 	}
+	return balanceCascade(p.Mode, routing)
+}
+
+// balanceCascade assigns a new connection to one of routing, by weight or
+// to the failover choice: the same for both families.
+func balanceCascade(mode config.Mode, routing []ISP) [][]string {
 	if len(routing) == 0 {
 		return nil
 	}
-	if p.Mode == config.Failover {
+	if mode == config.Failover {
 		return [][]string{r("-j", kn.MarkChain(heaviest(routing).Name))}
 	}
 	// A mark chain returns here after marking; matching only unmarked

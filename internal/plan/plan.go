@@ -31,6 +31,11 @@ type Link struct {
 	// PointToPoint is set for ppp and tun links and addresses with a
 	// peer: their gateway is outside the address's subnet by nature.
 	PointToPoint bool
+	// V6Addr, V6Gateway and V6GatewayFrom are the device's IPv6, when it
+	// has a global address.
+	V6Addr        netip.Prefix
+	V6Gateway     netip.Addr
+	V6GatewayFrom string
 }
 
 // Input is everything Build needs.
@@ -68,7 +73,16 @@ type ISP struct {
 	// Warnings are what the admin should know about a working but odd
 	// setup, for the log and the status table.
 	Warnings []string
+	// Addr6, Gateway6 and GwFrom6 are the ISP's IPv6; Addr6 is invalid
+	// when it has none (or ipv6=off). Routing6 is Routing for IPv6.
+	Addr6    netip.Prefix
+	Gateway6 netip.Addr
+	GwFrom6  string
+	Routing6 bool
 }
+
+// HasIPv6 says the ISP carries IPv6.
+func (isp ISP) HasIPv6() bool { return isp.Addr6.IsValid() }
 
 // LAN is one LAN service as planned.
 type LAN struct {
@@ -109,6 +123,9 @@ type Route struct {
 	Origin string
 }
 
+// IPv6 says the route is in IPv6's routing tables.
+func (r Route) IPv6() bool { return r.Dst.Addr().Is6() }
+
 // Rule is one policy-routing rule. Zero fields do not match.
 type Rule struct {
 	Priority          int
@@ -117,6 +134,8 @@ type Rule struct {
 	Src, Dst          netip.Prefix
 	Iif, Oif          string
 	SuppressPrefixlen int // -1: none
+	// IPv6 puts the rule in IPv6's rule list (`ip -6 rule`).
+	IPv6 bool
 	// Origin is the rule file line the rule comes from, "" for ours.
 	Origin string
 }
@@ -248,12 +267,18 @@ func Build(in Input) (Plan, error) {
 			Carrier: l.Carrier, Up: in.Up[s.Name],
 		}
 		isp.Routing = isp.Up && isp.Carrier
+		if cfg.IPv6 && !isp.Alias && l.V6Addr.IsValid() && l.V6Gateway.IsValid() {
+			isp.Addr6, isp.Gateway6, isp.GwFrom6 = l.V6Addr, l.V6Gateway, l.V6GatewayFrom
+		}
 		p.ISPs = append(p.ISPs, isp)
 	}
 	if err := vetGateways(cfg, in, &p); err != nil {
 		return Plan{}, err
 	}
 	p.LastResort = lastResort(cfg, p.ISPs)
+	for i := range p.ISPs {
+		p.ISPs[i].Routing6 = p.ISPs[i].Routing && p.ISPs[i].HasIPv6()
+	}
 	for _, s := range cfg.LANs() {
 		l, ok := in.Links[s.Device]
 		if !ok || !l.Present || !l.Addr.IsValid() {
@@ -266,16 +291,19 @@ func Build(in Input) (Plan, error) {
 	if err != nil {
 		return Plan{}, err
 	}
-	p.Routes = planRoutes(p)
-	p.Rules = planRules(p)
+	p.Routes = append(planRoutes(p), planRoutes6(p)...)
+	p.Rules = append(planRules(p), planRules6(p)...)
 	if err := user.addRouting(&p); err != nil {
 		return Plan{}, err
 	}
-	p.Sysctls = planSysctls(p)
+	p.Sysctls = append(planSysctls(p), planSysctls6(p)...)
 	if p.Firewall, err = planFirewall(cfg, p, user); err != nil {
 		return Plan{}, err
 	}
 	p.Firewall6 = planFirewall6(cfg, p)
+	if len(ipv6ISPs(p)) > 0 {
+		p.Firewall6 = append(p.Firewall6, mangleTable6(p), natTable6(p))
+	}
 	p.PreRun, p.PostRun = user.commands()
 	p.Notes = user.notes()
 	return p, nil

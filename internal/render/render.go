@@ -161,32 +161,46 @@ func RouteArgs(rt plan.Route) string {
 	}
 	b.WriteString(dst)
 	if len(rt.Nexthops) > 0 {
+		// iproute2 reads everything after the first nexthop as nexthops,
+		// so the table comes first.
+		if rt.Metric != 0 {
+			fmt.Fprintf(&b, " metric %d", rt.Metric)
+		}
+		fmt.Fprintf(&b, " table %s proto %d", tableName(rt.Table), kn.RouteProtocol)
 		for _, nh := range rt.Nexthops {
 			fmt.Fprintf(&b, " nexthop via %s dev %s weight %d", nh.Gateway, nh.Device, nh.Weight)
 			if nh.OnLink {
 				b.WriteString(" onlink")
 			}
 		}
-	} else {
-		if rt.Gateway.IsValid() {
-			fmt.Fprintf(&b, " via %s", rt.Gateway)
-		}
-		fmt.Fprintf(&b, " dev %s", rt.Device)
-		if !rt.Gateway.IsValid() {
-			b.WriteString(" scope link")
-		}
-		if rt.Src.IsValid() {
-			fmt.Fprintf(&b, " src %s", rt.Src)
-		}
-		if rt.OnLink {
-			b.WriteString(" onlink")
-		}
+		return b.String()
+	}
+	if rt.Gateway.IsValid() {
+		fmt.Fprintf(&b, " via %s", rt.Gateway)
+	}
+	fmt.Fprintf(&b, " dev %s", rt.Device)
+	if !rt.Gateway.IsValid() {
+		b.WriteString(" scope link")
+	}
+	if rt.Src.IsValid() {
+		fmt.Fprintf(&b, " src %s", rt.Src)
+	}
+	if rt.OnLink {
+		b.WriteString(" onlink")
 	}
 	if rt.Metric != 0 {
 		fmt.Fprintf(&b, " metric %d", rt.Metric)
 	}
 	fmt.Fprintf(&b, " table %s proto %d", tableName(rt.Table), kn.RouteProtocol)
 	return b.String()
+}
+
+// family is the `ip` option that picks IPv6 ("-6 "), or "".
+func family(ipv6 bool) string {
+	if ipv6 {
+		return "-6 "
+	}
+	return ""
 }
 
 // RuleArgs renders a policy rule as arguments after `ip rule add`.
@@ -240,6 +254,9 @@ func Script(w io.Writer, p plan.Plan) error {
 		}
 		fmt.Fprintf(&b, "# isp %s: dev %s addr %s gw %s (%s) weight %d table %d mark %s: %s\n",
 			isp.Name, isp.Device, isp.Addr, isp.Gateway, isp.GwFrom, isp.Weight, isp.Table, kn.FormatMark(isp.Mark), state)
+		if isp.HasIPv6() {
+			fmt.Fprintf(&b, "#   ipv6: addr %s gw %s (%s)\n", isp.Addr6, isp.Gateway6, isp.GwFrom6)
+		}
 		for _, w := range isp.Warnings {
 			fmt.Fprintf(&b, "# warning %s: %s\n", isp.Name, w)
 		}
@@ -268,11 +285,11 @@ func Script(w io.Writer, p plan.Plan) error {
 	}
 	b.WriteString("\n# routes in ispbalance's tables\n")
 	for _, rt := range p.Routes {
-		fmt.Fprintf(&b, "ip route replace %s%s\n", RouteArgs(rt), from(rt.Origin))
+		fmt.Fprintf(&b, "ip %sroute replace %s%s\n", family(rt.IPv6()), RouteArgs(rt), from(rt.Origin))
 	}
 	fmt.Fprintf(&b, "\n# policy rules (priorities %d-%d are ispbalance's)\n", kn.PrioMin, kn.PrioMax)
 	for _, ru := range p.Rules {
-		fmt.Fprintf(&b, "ip rule add %s%s\n", RuleArgs(ru), from(ru.Origin))
+		fmt.Fprintf(&b, "ip %srule add %s%s\n", family(ru.IPv6), RuleArgs(ru), from(ru.Origin))
 	}
 	b.WriteString("\n# firewall: one transaction per table; jumps from built-in chains are added once\n")
 	b.WriteString("iptables-restore --noflush <<'EOF'\n")
@@ -308,6 +325,10 @@ type StatusRow struct {
 	Gateway     netip.Addr   `json:"gateway"`
 	GatewayFrom string       `json:"gateway_from,omitempty"`
 	Problem     string       `json:"problem,omitempty"`
+	// Addr6 and Gateway6 are an ISP's IPv6, when it has any.
+	Addr6        netip.Prefix `json:"address6,omitzero"`
+	Gateway6     netip.Addr   `json:"gateway6,omitzero"`
+	Gateway6From string       `json:"gateway6_from,omitempty"`
 	// Warnings are the planner's words about an odd but working setup,
 	// or why a present service was left out.
 	Warnings []string `json:"warnings,omitempty"`
@@ -386,6 +407,16 @@ func Status(w io.Writer, report StatusReport) error {
 			}
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Service, r.Device, r.Role, r.State, routing, addr, gw)
+		if r.Addr6.IsValid() {
+			gw6 := "-"
+			if r.Gateway6.IsValid() {
+				gw6 = r.Gateway6.String()
+				if r.Gateway6From != "" {
+					gw6 += " (" + r.Gateway6From + ")"
+				}
+			}
+			fmt.Fprintf(tw, "\t\t\t\t\t%s\t%s\n", r.Addr6, gw6)
+		}
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -1,0 +1,166 @@
+package labtest
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ispbalance/ispbalance/internal/lab"
+)
+
+// The dual-stack lab adds IPv6 to the IPv4 lab: ISP k's segment is
+// 2001:db8:k::/64 (router ::2, ISP ::1), ISP k reaches the internet host
+// over 2001:db8:f0:k::/64, the internet server is 2001:db8:ff::10, and
+// the LAN is numbered from a ULA, fd00:100::/64 (router ::1, host ::10).
+// The router learns each ISP's gateway as a link-local address, as
+// router advertisements teach it.
+var (
+	v6Server  = netip.MustParseAddr("2001:db8:ff::10")
+	v6ULAHost = netip.MustParseAddr("fd00:100::10")
+	v6ULARtr  = netip.MustParseAddr("fd00:100::1")
+)
+
+func v6RouterISP(k int) netip.Addr { return netip.MustParseAddr(fmt.Sprintf("2001:db8:%d::2", k)) }
+
+// ispForAddr6 names the ISP whose segment an address is from, 0 if none.
+func ispForAddr6(a netip.Addr, isps int) int {
+	for k := 1; k <= isps; k++ {
+		if netip.MustParsePrefix(fmt.Sprintf("2001:db8:%d::/64", k)).Contains(a) {
+			return k
+		}
+	}
+	return 0
+}
+
+// dualStackISPs gives every ISP of the lab IPv6 and the router an RA-style
+// default route through each, and starts an IPv6 server on the internet
+// host that reports the source it sees.
+func (r *router) dualStackISPs() {
+	r.t.Helper()
+	r.sh("inet", "ip", "-6", "addr", "add", v6Server.String()+"/128", "dev", "lo")
+	for k := 1; k <= r.lab.ISPs(); k++ {
+		isp, wan := fmt.Sprintf("isp%d", k), fmt.Sprintf("wan%d", k)
+		r.sh(isp, "ip", "-6", "addr", "add", fmt.Sprintf("2001:db8:%d::1/64", k), "dev", "down0", "nodad")
+		r.sh("router", "ip", "-6", "addr", "add", v6RouterISP(k).String()+"/64", "dev", wan, "nodad")
+		r.sh(isp, "ip", "-6", "addr", "add", fmt.Sprintf("2001:db8:f0:%d::1/64", k), "dev", "up0", "nodad")
+		r.sh("inet", "ip", "-6", "addr", "add", fmt.Sprintf("2001:db8:f0:%d::2/64", k), "dev", isp, "nodad")
+		r.sh(isp, "ip", "-6", "route", "add", "2001:db8:ff::/64", "via", fmt.Sprintf("2001:db8:f0:%d::2", k))
+		r.sh("inet", "ip", "-6", "route", "add", fmt.Sprintf("2001:db8:%d::/64", k), "via", fmt.Sprintf("2001:db8:f0:%d::1", k))
+		r.sh(isp, "sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1")
+		gw := r.linkLocal(isp, "down0")
+		// What the kernel installs from a router advertisement.
+		r.sh("router", "ip", "-6", "route", "add", "default", "via", gw.String(), "dev", wan, "proto", "ra", "metric", fmt.Sprint(1024+k))
+	}
+	r.sh("router", "ip", "-6", "addr", "add", v6ULARtr.String()+"/64", "dev", "lan1", "nodad")
+	r.sh("lan1", "ip", "-6", "addr", "add", v6ULAHost.String()+"/64", "dev", "eth0", "nodad")
+	r.sh("lan1", "ip", "-6", "route", "add", "default", "via", v6ULARtr.String())
+	r.listen("inet", netip.AddrPortFrom(v6Server, serverPort))
+}
+
+// whichISP6 connects from the LAN host to the IPv6 server and returns
+// which ISP's address the server saw.
+func (r *router) whichISP6() (int, error) {
+	seen, err := r.lab.Greet("lan1", netip.AddrPortFrom(v6Server, serverPort), 2*time.Second)
+	if err != nil {
+		return 0, err
+	}
+	a, err := netip.ParseAddr(seen)
+	if err != nil {
+		return 0, err
+	}
+	k := ispForAddr6(a, r.lab.ISPs())
+	if k == 0 {
+		return 0, fmt.Errorf("the server saw %s, which is no ISP address of the router", a)
+	}
+	return k, nil
+}
+
+// TestDualStackBalancing: with IPv6 from both ISPs (gateways learned as
+// link-local addresses) and a LAN numbered from a ULA, new IPv6
+// connections from the LAN split across the ISPs by weight, each leaving
+// with the ISP's own address (NAT66); the router's own IPv6 and IPv4 work
+// through both; taking an ISP down moves IPv6 too; stop removes every
+// IPv6 rule, route and chain of ours and leaves foreign ones.
+func TestDualStackBalancing(t *testing.T) {
+	t.Parallel()
+	r := newRouter(t, lab.Options{Prefix: "dual"}, ispConf(3, 1))
+	r.startServer()
+	r.dualStackISPs()
+	// Without ispbalance the ULA LAN reaches nothing over IPv6: the ISPs
+	// have no route back to it.
+	if _, err := r.whichISP6(); err == nil {
+		t.Fatal("the ULA LAN reaches the IPv6 server without ispbalance: the test cannot tell NAT66 from plain routing")
+	}
+	foreignRule := []string{"ip", "-6", "rule", "add", "priority", "100", "from", "2001:db8:77::/48", "lookup", "77"}
+	r.sh("router", foreignRule...)
+
+	dry := r.mustRun("-d")
+	for _, want := range []string{"ip -6 route replace default table 4200 proto 177 nexthop via fe80::", "ip -6 rule add priority 9201 from 2001:db8:1::2/128 lookup 4201", "-A ISPB-POSTROUTING -o wan1 -j MASQUERADE"} {
+		if !strings.Contains(dry, want) {
+			t.Errorf("-d lacks %q:\n%s", want, dry)
+		}
+	}
+	r.mustRun()
+
+	counts := map[int]int{}
+	const n = 400
+	for i := 0; i < n; i++ {
+		k, err := r.whichISP6()
+		if err != nil {
+			t.Fatalf("IPv6 connection %d from the LAN: %v", i, err)
+		}
+		counts[k]++
+	}
+	share := float64(counts[1]) / n
+	t.Logf("IPv6 connections per ISP with weights 3:1: %v (ISP1 %.1f %%, want 75 %%)", counts, 100*share)
+	// Four standard deviations of a binomial(400, 0.75) share: 8.7 %.
+	if share < 0.75-0.087 || share > 0.75+0.087 {
+		t.Errorf("IPv6 split %v does not follow the weights 3:1", counts)
+	}
+	// A rebuild with nothing new leaves every IPv6 route in place.
+	r.mustRun()
+	for k := 1; k <= 2; k++ {
+		if out := r.sh("router", "ip", "-6", "route", "show", "table", fmt.Sprint(4200+k)); !strings.Contains(out, "default via fe80::") {
+			t.Errorf("after a second rebuild ISP%d's IPv6 table lost its default:\n%s", k, out)
+		}
+	}
+	// IPv4 is balanced as before.
+	if c := r.shares(1, 40); c[1] == 0 || c[2] == 0 {
+		t.Errorf("IPv4 connections per ISP %v, want both used", c)
+	}
+	// The router's own IPv6 leaves through each ISP by its address.
+	for k := 1; k <= 2; k++ {
+		r.sh("router", "ping", "-6", "-c1", "-W2", "-I", v6RouterISP(k).String(), v6Server.String())
+	}
+
+	// ISP1 taken down: new IPv6 connections go through ISP2.
+	r.mustRun("down", "ISP1")
+	for i := 0; i < 20; i++ {
+		if k, err := r.whichISP6(); err != nil || k != 2 {
+			t.Fatalf("with ISP1 down, IPv6 connection %d: ISP %d, %v; want ISP 2\n%s\n%s\n%s", i, k, err,
+				r.sh("router", "ip6tables-save", "-t", "mangle"), r.sh("router", "ip", "-6", "route", "show", "table", "4200"), r.sh("router", "ip", "-6", "rule"))
+		}
+	}
+	r.mustRun("up", "ISP1")
+
+	r.mustRun("stop")
+	rules := r.sh("router", "ip", "-6", "rule")
+	routes := r.sh("router", "ip", "-6", "route", "show", "table", "all")
+	save := r.sh("router", "ip6tables-save")
+	for _, ours := range []string{"lookup 420", "9000:", "9900:"} {
+		if strings.Contains(rules, ours) {
+			t.Errorf("stop left an IPv6 rule of ours (%s):\n%s", ours, rules)
+		}
+	}
+	if strings.Contains(routes, "table 420") || strings.Contains(routes, "proto 177") {
+		t.Errorf("stop left IPv6 routes of ours:\n%s", routes)
+	}
+	if strings.Contains(save, "ISPB-") {
+		t.Errorf("stop left IPv6 chains:\n%s", save)
+	}
+	if !strings.Contains(rules, "from 2001:db8:77::/48 lookup 77") {
+		t.Errorf("stop removed a foreign IPv6 rule:\n%s", rules)
+	}
+}

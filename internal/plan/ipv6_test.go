@@ -1,0 +1,113 @@
+package plan_test
+
+import (
+	"bytes"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/ispbalance/ispbalance/internal/plan"
+	"github.com/ispbalance/ispbalance/internal/plan/plantest"
+	"github.com/ispbalance/ispbalance/internal/render"
+)
+
+// dualISP is uplink k with IPv6 too: 2001:db8:k::2/64, gateway fe80::k
+// learned from router advertisements.
+func dualISP(k int) plan.Link {
+	l := plantest.ISP(k)
+	l.V6Addr = netip.MustParsePrefix("2001:db8:" + strconv.Itoa(k) + "::2/64")
+	l.V6Gateway = netip.MustParseAddr("fe80::" + strconv.Itoa(k))
+	l.V6GatewayFrom = "ra"
+	return l
+}
+
+// dualStackScenarios are kept apart from plantest.Scenarios, which the
+// applier's fake kernel walks and which models IPv4 routing only.
+var dualStackScenarios = []plantest.Scenario{
+	{
+		Name:  "dual-stack-two-isps",
+		Conf:  "CABLE wan1 isp default 3\nDSL wan2 isp\nLAN lan1 lan\n",
+		Links: map[string]plan.Link{"wan1": dualISP(1), "wan2": dualISP(2), "lan1": plantest.LAN(1)},
+		Up:    map[string]bool{"CABLE": true, "DSL": true},
+	},
+	{
+		Name: "dual-stack-three-isps-failover-one-without-ipv6",
+		Conf: "mode=failover\nA wan1 isp default 1\nB wan2 isp default 5\nC wan3 isp default 2\nLAN lan1 lan\n",
+		Links: map[string]plan.Link{"wan1": dualISP(1), "wan2": plantest.ISP(2), "wan3": dualISP(3),
+			"lan1": plantest.LAN(1)},
+		Up: map[string]bool{"A": true, "B": true, "C": true},
+	},
+	{
+		Name:  "dual-stack-ipv6-off",
+		Conf:  "ipv6=off\nCABLE wan1 isp\nDSL wan2 isp\nLAN lan1 lan\n",
+		Links: map[string]plan.Link{"wan1": dualISP(1), "wan2": dualISP(2), "lan1": plantest.LAN(1)},
+		Up:    map[string]bool{"CABLE": true, "DSL": true},
+	},
+	{
+		Name:  "dual-stack-one-down",
+		Conf:  "CABLE wan1 isp\nDSL wan2 isp\nLAN lan1 lan\n",
+		Links: map[string]plan.Link{"wan1": dualISP(1), "wan2": dualISP(2), "lan1": plantest.LAN(1)},
+		Up:    map[string]bool{"DSL": true},
+	},
+}
+
+func TestGoldenDualStack(t *testing.T) {
+	for _, sc := range dualStackScenarios {
+		t.Run(sc.Name, func(t *testing.T) {
+			p, err := sc.Build()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got bytes.Buffer
+			if err := render.Script(&got, p); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join("testdata", sc.Name+".golden")
+			if *update {
+				if err := os.WriteFile(path, got.Bytes(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatalf("reading golden file (run with -update to create): %v", err)
+			}
+			if d := cmp.Diff(string(want), got.String()); d != "" {
+				t.Errorf("plan differs from %s (-want +got):\n%s", path, d)
+			}
+		})
+	}
+}
+
+// TestIPv6FollowsIPv4Verdicts: an ISP judged down carries neither family;
+// ipv6=off plans no IPv6 routing, NAT or marking, but keeps the IPv6
+// firewall.
+func TestIPv6FollowsIPv4Verdicts(t *testing.T) {
+	for _, sc := range dualStackScenarios {
+		p, err := sc.Build()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var script bytes.Buffer
+		render.Script(&script, p)
+		text := script.String()
+		switch sc.Name {
+		case "dual-stack-one-down":
+			if strings.Contains(text, "nexthop via fe80::1") || !strings.Contains(text, "ip -6 route replace default via fe80::2 dev wan2 table 4200") {
+				t.Errorf("%s: CABLE is down, but IPv6 still balances through it:\n%s", sc.Name, text)
+			}
+		case "dual-stack-ipv6-off":
+			if strings.Contains(text, "ip -6 route") || strings.Contains(text, "ip -6 rule") || strings.Contains(text, "MASQUERADE\n*") {
+				t.Errorf("%s: IPv6 routing planned with ipv6=off:\n%s", sc.Name, text)
+			}
+			if len(p.Firewall6) != 1 || p.Firewall6[0].Name != "filter" {
+				t.Errorf("%s: with ipv6=off want the IPv6 filter table only, got %d tables", sc.Name, len(p.Firewall6))
+			}
+		}
+	}
+}
