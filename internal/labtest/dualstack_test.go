@@ -164,3 +164,38 @@ func TestDualStackBalancing(t *testing.T) {
 		t.Errorf("stop removed a foreign IPv6 rule:\n%s", rules)
 	}
 }
+
+// TestIPv6GatewayFollowed: with the monitor running, a router
+// advertisement that names another gateway (here: the route the kernel
+// would install for it) is followed in the ISP's IPv6 table within 2 s,
+// with no command typed, and LAN IPv6 traffic through that ISP works.
+func TestIPv6GatewayFollowed(t *testing.T) {
+	t.Parallel()
+	r := newRouter(t, lab.Options{Prefix: "ra6"}, monitorConf(1, 1))
+	r.startServer()
+	r.dualStackISPs()
+	r.startMonitor()
+	r.waitMonitor("ISP1", "up", 10*time.Second)
+	old := r.linkLocal("isp1", "down0")
+	if out := r.sh("router", "ip", "-6", "route", "show", "table", "4201"); !strings.Contains(out, "default via "+old.String()) {
+		t.Fatalf("ISP1's IPv6 table does not route via its gateway %s:\n%s", old, out)
+	}
+	// ISP1's router is replaced by one at fe80::99.
+	r.sh("isp1", "ip", "-6", "addr", "add", "fe80::99/64", "dev", "down0", "nodad")
+	r.sh("router", "ip", "-6", "route", "del", "default", "via", old.String(), "dev", "wan1")
+	r.sh("router", "ip", "-6", "route", "add", "default", "via", "fe80::99", "dev", "wan1", "proto", "ra", "metric", "1025")
+	changed := time.Now()
+	for {
+		out := r.sh("router", "ip", "-6", "route", "show", "table", "4201")
+		if strings.Contains(out, "default via fe80::99") {
+			break
+		}
+		if time.Since(changed) > 2*time.Second {
+			t.Fatalf("ISP1's IPv6 table did not follow the new gateway within 2 s:\n%s", out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("new IPv6 gateway followed %.3f s after the route changed", time.Since(changed).Seconds())
+	// Traffic through ISP1 goes via the new gateway.
+	r.sh("router", "ping", "-6", "-c1", "-W2", "-I", v6RouterISP(1).String(), v6Server.String())
+}

@@ -137,7 +137,8 @@ func (m *Monitor) watchLoop(ctx context.Context, seen map[string]linkFacts, link
 			if !ok {
 				return
 			}
-			if u.LinkAddress.IP.To4() == nil {
+			if u.LinkAddress.IP.To4() == nil && (u.Scope != unix.RT_SCOPE_UNIVERSE || u.LinkAddress.IP.IsLinkLocalUnicast()) {
+				// An IPv6 link-local address changes nothing we plan.
 				continue
 			}
 			if name := nameOf(u.LinkIndex); watchedDevices.has(name) {
@@ -154,8 +155,15 @@ func (m *Monitor) watchLoop(ctx context.Context, seen map[string]linkFacts, link
 				send(check, fmt.Sprintf("route deleted from table %d", r.Table))
 				continue
 			}
-			if r.Table != unix.RT_TABLE_MAIN || r.Protocol == kn.RouteProtocol || r.Gw == nil || r.Gw.To4() == nil {
+			if r.Table != unix.RT_TABLE_MAIN || r.Protocol == kn.RouteProtocol || r.Gw == nil {
 				continue
+			}
+			if r.Gw.To4() == nil && r.Dst != nil {
+				// Of IPv6 routes only the default tells a gateway: a new
+				// router advertisement, a DHCPv6 client's route.
+				if ones, _ := r.Dst.Mask.Size(); ones != 0 {
+					continue
+				}
 			}
 			if name := nameOf(r.LinkIndex); watchedDevices.has(name) {
 				send(out, fmt.Sprintf("route via %s on %s changed", r.Gw, name))
