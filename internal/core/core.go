@@ -128,7 +128,11 @@ func Gather(opts Options, up UpSet) (Facts, error) {
 		return f, err
 	}
 	f.RuleNotes = notes
-	in := plan.Input{Config: cfg, Links: map[string]plan.Link{}, Up: upSet, RuleFiles: files}
+	down6, err := resolveDown6(cfg, opts.StateDir)
+	if err != nil {
+		return f, err
+	}
+	in := plan.Input{Config: cfg, Links: map[string]plan.Link{}, Up: upSet, Down6: down6, RuleFiles: files}
 	for dev, l := range f.Links {
 		in.Links[dev] = plan.Link{
 			Kernel: l.Kernel, Present: l.Present, Carrier: l.Up, AdminDown: l.AdminDown, Addr: l.Addr,
@@ -176,6 +180,20 @@ func resolveUp(cfg *config.Config, dir string, up UpSet) (map[string]bool, error
 			v = up.Event.Verdict
 		}
 		out[s.Name] = v == state.Up || v == state.Unknown
+	}
+	return out, nil
+}
+
+// resolveDown6 lists the ISPs whose IPv6 half the monitor judged down.
+// Without a verdict (no monitor, or IPv6 new) IPv6 follows IPv4.
+func resolveDown6(cfg *config.Config, dir string) (map[string]bool, error) {
+	out := map[string]bool{}
+	for _, s := range cfg.ISPs() {
+		v, err := state.Read(dir, state.IPv6Name(s.Name))
+		if err != nil {
+			return nil, err
+		}
+		out[s.Name] = v == state.Down || v == state.LongDown
 	}
 	return out, nil
 }
@@ -348,6 +366,9 @@ func logPlanNotes(opts Options, f Facts) {
 		}
 		opts.Log.Error("LAST RESORT: every ISP is judged down; routing through every ISP with carrier so the LAN stays online (set last_resort=unreachable to route through none)", "isps", names)
 	}
+	if f.Plan.LastResort6 {
+		opts.Log.Error("LAST RESORT (IPv6): every ISP's IPv6 is judged down; IPv6 goes through every ISP that routes IPv4 so the LAN keeps its IPv6")
+	}
 }
 
 // recordVerdicts writes the state files after a successful apply, so a
@@ -417,7 +438,7 @@ func Status(opts Options) (render.StatusReport, error) {
 	if err != nil {
 		return report, err
 	}
-	report.LastResort = f.Plan.LastResort
+	report.LastResort, report.LastResort6 = f.Plan.LastResort, f.Plan.LastResort6
 	report.Stopped = Stopped(opts)
 	live, err := apply.BalancedDevices()
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"github.com/ispbalance/ispbalance/internal/config"
 	"github.com/ispbalance/ispbalance/internal/lsm"
 	"github.com/ispbalance/ispbalance/internal/monitor"
+	"github.com/ispbalance/ispbalance/internal/state"
 )
 
 func lsmOptions(cfg *config.Config) []lsm.Option {
@@ -35,6 +36,15 @@ func MonitorFacts(f Facts) monitor.Facts {
 			t.Present, t.Carrier, t.Routing = true, isp.Carrier, isp.Routing
 		}
 		mf.Targets = append(mf.Targets, t)
+		if i, ok := planned[s.Name]; ok && f.Plan.ISPs[i].HasIPv6() {
+			isp := f.Plan.ISPs[i]
+			mf.Targets = append(mf.Targets, monitor.Target{
+				Service: state.IPv6Name(s.Name), Base: s.Name, IPv6: true,
+				Ping: append([]string(nil), s.PingTargets...), Device: isp.Kernel,
+				Src: isp.Addr6.Addr(), Mark: isp.Mark, Gateway: isp.Gateway6,
+				Present: true, Carrier: isp.Carrier, Routing: isp.Routing6,
+			})
+		}
 	}
 	seen := map[string]bool{}
 	for _, l := range f.Links {

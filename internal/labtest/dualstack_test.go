@@ -3,6 +3,8 @@ package labtest
 import (
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -198,4 +200,85 @@ func TestIPv6GatewayFollowed(t *testing.T) {
 	t.Logf("new IPv6 gateway followed %.3f s after the route changed", time.Since(changed).Seconds())
 	// Traffic through ISP1 goes via the new gateway.
 	r.sh("router", "ping", "-6", "-c1", "-W2", "-I", v6RouterISP(1).String(), v6Server.String())
+}
+
+// TestIPv6SilentFailure: ISP1's IPv6 upstream dies while its IPv4 works.
+// The monitor, probing each family apart, takes ISP1 out of IPv6
+// balancing within 3 s (6 s allowed on a loaded machine) while IPv4 keeps
+// using it, and takes it back within 10 s (20 s allowed) of the repair;
+// event scripts learn the family.
+func TestIPv6SilentFailure(t *testing.T) {
+	t.Parallel()
+	conf := "ISP1 wan1 isp 203.0.113.10,2001:db8:ff::10 1\nISP2 wan2 isp 203.0.113.10,2001:db8:ff::10 1\nLAN lan1 lan\n"
+	r := newRouter(t, lab.Options{Prefix: "sil6"}, conf)
+	r.startServer()
+	r.dualStackISPs()
+	script := r.eventScriptRecordingFamily("down")
+	r.startMonitor()
+	r.waitMonitor("ISP1", "up", 10*time.Second)
+	r.waitMonitor("ISP1.ipv6", "up", 10*time.Second)
+	r.waitMonitor("ISP2.ipv6", "up", 10*time.Second)
+	// ISP1 drops IPv6 it forwards, nothing else.
+	r.sh("isp1", "ip6tables", "-I", "FORWARD", "-j", "DROP")
+	fault := time.Now()
+	streak := 0
+	for streak < 10 {
+		if time.Since(fault) > 6*time.Second {
+			t.Fatalf("new IPv6 connections still use ISP1 6 s after its IPv6 died")
+		}
+		k, err := r.whichISP6()
+		if err == nil && k == 2 {
+			streak++
+		} else {
+			streak = 0
+		}
+	}
+	t.Logf("IPv6 silent failure: new IPv6 connections avoid ISP1 %.2f s after the fault (target 3 s)", time.Since(fault).Seconds())
+	r.waitState("ISP1.ipv6", "down", time.Second)
+	r.waitState("ISP1", "up", time.Second)
+	if c := r.shares(1, 40); c[1] == 0 {
+		t.Errorf("ISP1's IPv6 is down but its IPv4 works: IPv4 connections per ISP %v, want ISP1 still used", c)
+	}
+	if got := r.waitFileContains(script, "family=ipv6 ISP1", 5*time.Second); !got {
+		t.Errorf("the down script did not learn the family")
+	}
+	r.sh("isp1", "ip6tables", "-D", "FORWARD", "-j", "DROP")
+	repaired := time.Now()
+	r.waitState("ISP1.ipv6", "up", 20*time.Second)
+	for {
+		if k, err := r.whichISP6(); err == nil && k == 1 {
+			break
+		}
+		if time.Since(repaired) > 20*time.Second {
+			t.Fatal("ISP1 carries no new IPv6 connection 20 s after the repair")
+		}
+	}
+	t.Logf("IPv6 recovery: ISP1 carries IPv6 again %.2f s after the repair (target 10 s)", time.Since(repaired).Seconds())
+}
+
+// eventScriptRecordingFamily installs balance/lsm/<state>.d/10-record,
+// which appends "family=<ISPBALANCE_FAMILY> <name>" to a file, and
+// returns the file's path.
+func (r *router) eventScriptRecordingFamily(state string) string {
+	r.t.Helper()
+	dir := filepath.Join(r.dir, "balance", "lsm", state+".d")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		r.t.Fatal(err)
+	}
+	out := filepath.Join(r.dir, state+"-events.txt")
+	script := "#!/bin/sh\necho \"family=$ISPBALANCE_FAMILY $2\" >> " + out + "\n"
+	if err := os.WriteFile(filepath.Join(dir, "10-record"), []byte(script), 0o755); err != nil {
+		r.t.Fatal(err)
+	}
+	return out
+}
+
+// waitFileContains polls a file until it holds want.
+func (r *router) waitFileContains(path, want string, limit time.Duration) bool {
+	for start := time.Now(); time.Since(start) < limit; time.Sleep(50 * time.Millisecond) {
+		if data, err := os.ReadFile(path); err == nil && strings.Contains(string(data), want) {
+			return true
+		}
+	}
+	return false
 }

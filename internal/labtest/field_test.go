@@ -40,7 +40,7 @@ func (r *router) watchLAN() *lanWatch {
 		defer tick.Stop()
 		for {
 			at := time.Now()
-			k, err := r.lab.WhichISP(1, serverPort, 900*time.Millisecond)
+			k, err := r.lab.WhichISP(1, serverPort, 2*time.Second)
 			w.mu.Lock()
 			w.checks = append(w.checks, lanCheck{at, k, err})
 			w.mu.Unlock()

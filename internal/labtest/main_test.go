@@ -130,8 +130,16 @@ func (r *router) sh(ns string, args ...string) string {
 // kernelState is what a rebuild must leave untouched, or restore exactly.
 func (r *router) kernelState() string {
 	r.t.Helper()
-	return r.sh("router", "ip", "-4", "rule") + r.sh("router", "ip", "-4", "route", "show", "table", "all") +
+	return r.sh("router", "ip", "-4", "rule") + withoutCarrierFlags(r.sh("router", "ip", "-4", "route", "show", "table", "all")) +
 		stripCounters(r.sh("router", "iptables-save"))
+}
+
+// withoutCarrierFlags drops the flags the kernel sets on routes as
+// carrier comes and goes ("dead", "linkdown"): a fresh lab's links may
+// still be settling between two snapshots, and they say nothing about
+// what was configured.
+func withoutCarrierFlags(routes string) string {
+	return strings.NewReplacer(" dead", "", " linkdown", "").Replace(routes)
 }
 
 // withoutEmptyTables drops iptables tables that hold only built-in chains

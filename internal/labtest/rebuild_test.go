@@ -308,7 +308,7 @@ func TestDryRunAsUser(t *testing.T) {
 		t.Fatalf("-d as nobody: %v\n%s", err, out)
 	}
 	for _, want := range []string{
-		"ip route replace default nexthop via 100.64.1.1 dev wan1 weight 1 nexthop via 100.64.2.1 dev wan2 weight 1 table 4200",
+		"ip route replace default table 4200 proto 177 nexthop via 100.64.1.1 dev wan1 weight 1 nexthop via 100.64.2.1 dev wan2 weight 1",
 		"ip rule add priority 9000 lookup main suppress_prefixlength 0",
 		"iptables-restore --noflush",
 		"-A ISPB-POSTROUTING -o wan1 -j MASQUERADE",

@@ -173,7 +173,7 @@ func startLoop(t *testing.T, setup func(*loopRig)) *loopRig {
 		Default: quickSettings(), StateDir: dir, StatusPath: filepath.Join(dir, "monitor.json"),
 		ScriptDir: filepath.Join(dir, "lsm"), FlushConntrack: true,
 		Prober: r.net.open,
-		FlushMark: func(mark uint32) (uint, error) {
+		FlushMark: func(mark uint32, _ bool) (uint, error) {
 			r.journal.add("flush %#x", mark)
 			return 1, nil
 		},

@@ -31,6 +31,33 @@ type Target struct {
 	// Routing says the rebuild routes new connections through the ISP,
 	// which it may do for an ISP judged down as a last resort.
 	Routing bool
+	// IPv6 marks the ISP's IPv6 half: probed over ICMPv6 from its IPv6
+	// address and judged apart from IPv4, under the link name
+	// state.IPv6Name(Base). Base is the configured service for both.
+	IPv6 bool
+	Base string
+}
+
+// base is the configured service a target belongs to.
+func (t Target) base() string {
+	if t.Base != "" {
+		return t.Base
+	}
+	return t.Service
+}
+
+// family names a target's address family for logs and event scripts.
+func (t Target) family() string {
+	if t.IPv6 {
+		return "ipv6"
+	}
+	return "ipv4"
+}
+
+// flushRequest is one dead ISP half whose tracked connections go.
+type flushRequest struct {
+	mark uint32
+	ipv6 bool
 }
 
 // Facts is what a rebuild tells the monitor.
@@ -68,16 +95,18 @@ type Options struct {
 	FlushConntrack bool
 	ScriptTimeout  time.Duration
 	Log            *slog.Logger
-	// Resolve looks up host-name probe targets; nil uses the system resolver.
-	Resolve func(ctx context.Context, host string) ([]netip.Addr, error)
+	// Resolve looks up host-name probe targets ("ip4" or "ip6" network);
+	// nil uses the system resolver.
+	Resolve func(ctx context.Context, network, host string) ([]netip.Addr, error)
 
 	// The seams below reach the kernel; nil uses the real thing. Unit
 	// tests give fakes, so the loop's logic is tested without root.
 
 	// Prober opens a probe socket for one ISP.
 	Prober Prober
-	// FlushMark deletes the tracked connections assigned to an ISP's mark.
-	FlushMark func(mark uint32) (uint, error)
+	// FlushMark deletes the tracked connections of one family assigned to
+	// an ISP's mark.
+	FlushMark func(mark uint32, ipv6 bool) (uint, error)
 	// Watch reports kernel events: rebuild reasons on out, drift checks
 	// of routing on check and of the firewall on checkFirewall.
 	Watch func(ctx context.Context, out, check, checkFirewall chan<- string)
@@ -154,7 +183,7 @@ type Monitor struct {
 	groups  map[string]lsm.State
 	// flushPending holds the marks of ISPs that went down, whose tracked
 	// connections are deleted after the next rebuild.
-	flushPending map[string]uint32
+	flushPending map[string]flushRequest
 
 	// drift checks the newest rebuild's result against the kernel;
 	// factsGen counts rebuilds, so a check that raced with one is ignored.
@@ -179,8 +208,8 @@ func New(opts Options, rebuild Rebuilder) *Monitor {
 		opts.ScriptTimeout = 30 * time.Second
 	}
 	if opts.Resolve == nil {
-		opts.Resolve = func(ctx context.Context, host string) ([]netip.Addr, error) {
-			return net.DefaultResolver.LookupNetIP(ctx, "ip4", host)
+		opts.Resolve = func(ctx context.Context, network, host string) ([]netip.Addr, error) {
+			return net.DefaultResolver.LookupNetIP(ctx, network, host)
 		}
 	}
 	if opts.Prober == nil {
@@ -192,7 +221,7 @@ func New(opts Options, rebuild Rebuilder) *Monitor {
 	m := &Monitor{
 		opts: opts, rebuild: rebuild, log: opts.Log.With("component", "monitor"),
 		links: map[string]*link{}, devices: map[string]bool{}, groups: map[string]lsm.State{},
-		flushPending: map[string]uint32{},
+		flushPending: map[string]flushRequest{},
 		replies:      make(chan reply, 256),
 	}
 	if m.opts.Watch == nil {
@@ -300,7 +329,7 @@ func (m *Monitor) Run(ctx context.Context, ctl Control, ready func()) error {
 		done          = make(chan rebuildResult, 1)
 		// flushing holds the conntrack flushes the running rebuild
 		// covers: those requested before it started.
-		flushing map[string]uint32
+		flushing map[string]flushRequest
 	)
 	requestRebuild := func(reason string) {
 		if rebuilding {
@@ -309,7 +338,7 @@ func (m *Monitor) Run(ctx context.Context, ctl Control, ready func()) error {
 			return
 		}
 		rebuilding = true
-		flushing, m.flushPending = m.flushPending, map[string]uint32{}
+		flushing, m.flushPending = m.flushPending, map[string]flushRequest{}
 		go func() {
 			f, err := m.rebuild(ctx, reason)
 			done <- rebuildResult{f, err}
@@ -441,7 +470,7 @@ func (m *Monitor) setFacts(f Facts) {
 		seen[t.Service] = true
 		l := m.links[t.Service]
 		if l == nil {
-			s := m.linkSettings(t.Service)
+			s := m.linkSettings(t.base())
 			l = &link{settings: s, decider: lsm.NewDecider(s), state: lsm.InitialState(s),
 				window: lsm.NewWindow(s.Window, s.Timeout), results: map[netip.Addr]*targetResult{},
 				pending: map[int]int{}, since: time.Now()}
@@ -530,9 +559,10 @@ func (m *Monitor) recordReply(rp reply) {
 	}
 }
 
-// resolve turns the configured targets into addresses: literal
-// addresses as they are, host names looked up (again every resolveEvery),
-// and the gateway when none is configured.
+// resolve turns the configured targets into addresses of the link's
+// family: literal addresses as they are, host names looked up (again
+// every resolveEvery), and the gateway when none is configured. An IPv6
+// link-local gateway gets its device as zone.
 func (m *Monitor) resolve(ctx context.Context, l *link, now time.Time) {
 	if !l.resolved.IsZero() && now.Sub(l.resolved) < resolveEvery {
 		return
@@ -540,17 +570,37 @@ func (m *Monitor) resolve(ctx context.Context, l *link, now time.Time) {
 	l.resolved = now
 	var dsts []netip.Addr
 	l.warning = ""
-	if len(l.target.Ping) == 0 {
-		dsts = append(dsts, l.target.Gateway)
-		l.warning = "probing the gateway only: failures beyond it go unseen"
+	gateway := l.target.Gateway
+	if gateway.Is6() && gateway.IsLinkLocalUnicast() && l.target.Device != "" {
+		gateway = gateway.WithZone(l.target.Device)
 	}
+	network, sameFamily := "ip4", func(a netip.Addr) bool { return a.Is4() || a.Is4In6() }
+	if l.target.IPv6 {
+		network, sameFamily = "ip6", func(a netip.Addr) bool { return a.Is6() && !a.Is4In6() }
+	}
+	var literals, names []string
 	for _, p := range l.target.Ping {
 		if a, err := netip.ParseAddr(p); err == nil {
-			dsts = append(dsts, a)
+			if sameFamily(a) {
+				literals = append(literals, p)
+			}
 			continue
 		}
+		names = append(names, p)
+	}
+	if len(literals)+len(names) == 0 {
+		dsts = append(dsts, gateway)
+		l.warning = "probing the gateway only: failures beyond it go unseen"
+		if len(l.target.Ping) > 0 {
+			l.warning = "no " + l.target.family() + " probe target is configured; probing the gateway only"
+		}
+	}
+	for _, p := range literals {
+		dsts = append(dsts, netip.MustParseAddr(p))
+	}
+	for _, p := range names {
 		lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		addrs, err := m.opts.Resolve(lctx, p)
+		addrs, err := m.opts.Resolve(lctx, network, p)
 		cancel()
 		if err != nil || len(addrs) == 0 {
 			m.log.Warn("cannot resolve probe target", "isp", l.target.Service, "target", p, "err", err)
@@ -565,10 +615,10 @@ func (m *Monitor) resolve(ctx context.Context, l *link, now time.Time) {
 		dsts = append(dsts, addrs[0])
 	}
 	l.dsts = uniq(dsts)
-	if len(l.dsts) == 0 && l.target.Gateway.IsValid() {
+	if len(l.dsts) == 0 && gateway.IsValid() {
 		// Probing nothing would count every round as lost and call a
 		// healthy link down because DNS is slow.
-		l.dsts = []netip.Addr{l.target.Gateway}
+		l.dsts = []netip.Addr{gateway}
 		l.warning = "no probe target resolves; probing the gateway instead"
 	}
 }
@@ -656,13 +706,13 @@ func (m *Monitor) decide(name string, l *link, now time.Time, changed *[]string)
 // of those the rebuild still routes through as a last resort: their
 // connections have nowhere better to go, and flushing them would cut
 // every established connection of the LAN.
-func (m *Monitor) flush(marks map[string]uint32) {
-	for name, mark := range marks {
+func (m *Monitor) flush(marks map[string]flushRequest) {
+	for name, req := range marks {
 		if l := m.links[name]; l != nil && l.target.Routing {
 			m.log.Warn("keeping the connections of an isp judged down: it still routes as a last resort", "isp", name)
 			continue
 		}
-		n, err := m.opts.FlushMark(mark)
+		n, err := m.opts.FlushMark(req.mark, req.ipv6)
 		if err != nil {
 			m.log.Error("flushing connections of a dead isp", "isp", name, "err", err)
 			continue
@@ -673,7 +723,7 @@ func (m *Monitor) flush(marks map[string]uint32) {
 
 // transition records a link's new state and runs what an lsm event runs.
 func (m *Monitor) transition(name string, l *link, ev lsm.Event) {
-	m.log.Warn("isp "+ev.State.String(), "isp", name, "previous", ev.Prev.String(),
+	m.log.Warn("isp "+ev.State.String(), "isp", name, "family", l.target.family(), "previous", ev.Prev.String(),
 		"loss", ev.Stats.Timeout, "window", l.window.Size(), "avg_rtt", ev.Stats.AvgRTT)
 	if err := state.Write(m.opts.StateDir, name, verdict(ev.State)); err != nil {
 		m.log.Error("recording state", "isp", name, "err", err)
@@ -682,9 +732,9 @@ func (m *Monitor) transition(name string, l *link, ev lsm.Event) {
 		// Flushed once the rebuild that takes the ISP out of balancing is
 		// done: flushed earlier, a connection opened in between would be
 		// assigned to the dead ISP again.
-		m.flushPending[name] = l.target.Mark
+		m.flushPending[name] = flushRequest{l.target.Mark, l.target.IPv6}
 	}
-	m.runEventScripts(ev)
+	m.runEventScripts(ev, l.target.family())
 }
 
 func verdict(s lsm.State) state.Verdict {
@@ -714,7 +764,7 @@ func (m *Monitor) decideGroups(now time.Time) {
 		m.groups[g.Name] = next
 		if changed {
 			m.log.Warn("group "+next.String(), "group", g.Name)
-			m.runEventScripts(ev)
+			m.runEventScripts(ev, "")
 		}
 	}
 }

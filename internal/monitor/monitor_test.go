@@ -21,7 +21,7 @@ import (
 func TestResolveTargets(t *testing.T) {
 	answers := map[string][]netip.Addr{"probe.example": {netip.MustParseAddr("192.0.2.7")}}
 	lookups := 0
-	m := New(Options{Default: lsm.Defaults(), Resolve: func(_ context.Context, host string) ([]netip.Addr, error) {
+	m := New(Options{Default: lsm.Defaults(), Resolve: func(_ context.Context, _, host string) ([]netip.Addr, error) {
 		lookups++
 		if a, ok := answers[host]; ok {
 			return a, nil
@@ -98,7 +98,7 @@ func TestRunsScriptsWithLimit(t *testing.T) {
 	m.scriptCtx, m.stopScript = context.WithCancel(context.Background())
 	defer m.stopScript()
 	start := time.Now()
-	m.runEventScripts(lsm.Event{Name: "CABLE", State: lsm.Down, Prev: lsm.Up, Time: start})
+	m.runEventScripts(lsm.Event{Name: "CABLE", State: lsm.Down, Prev: lsm.Up, Time: start}, "ipv4")
 	m.scripts.Wait()
 	if took := time.Since(start); took > 5*time.Second {
 		t.Errorf("waiting for scripts took %v; the hanging one was not stopped at its limit", took)
@@ -106,5 +106,41 @@ func TestRunsScriptsWithLimit(t *testing.T) {
 	data, err := os.ReadFile(out)
 	if err != nil || string(data) != "16 down CABLE\n" {
 		t.Errorf("script output %q, %v; want 16 arguments, down, CABLE", data, err)
+	}
+}
+
+// TestResolveTargetsIPv6: an ISP's IPv6 half probes the IPv6 targets of
+// the PING-IP column (host names looked up as AAAA), never the IPv4 ones,
+// and its link-local gateway with the device as zone when it has none.
+func TestResolveTargetsIPv6(t *testing.T) {
+	var networks []string
+	m := New(Options{Default: lsm.Defaults(), Resolve: func(_ context.Context, network, host string) ([]netip.Addr, error) {
+		networks = append(networks, network)
+		if network == "ip6" {
+			return []netip.Addr{netip.MustParseAddr("2001:db8:ff::7")}, nil
+		}
+		return []netip.Addr{netip.MustParseAddr("192.0.2.7")}, nil
+	}}, nil)
+	gw := netip.MustParseAddr("fe80::1")
+	now := time.Now()
+	l := &link{target: Target{Service: "CABLE.ipv6", Base: "CABLE", IPv6: true, Device: "wan1", Gateway: gw,
+		Ping: []string{"198.51.100.9", "2001:db8:ff::10", "probe.example"}}}
+	m.resolve(context.Background(), l, now)
+	if want := []netip.Addr{netip.MustParseAddr("2001:db8:ff::10"), netip.MustParseAddr("2001:db8:ff::7")}; !slices.Equal(l.dsts, want) {
+		t.Errorf("IPv6 targets %v, want %v", l.dsts, want)
+	}
+	if !slices.Equal(networks, []string{"ip6"}) {
+		t.Errorf("host names looked up as %v, want ip6 only", networks)
+	}
+	only4 := &link{target: Target{Service: "CABLE.ipv6", IPv6: true, Device: "wan1", Gateway: gw, Ping: []string{"198.51.100.9"}}}
+	m.resolve(context.Background(), only4, now)
+	if want := []netip.Addr{gw.WithZone("wan1")}; !slices.Equal(only4.dsts, want) || only4.warning == "" {
+		t.Errorf("no IPv6 target: %v (warning %q), want the gateway %v with a warning", only4.dsts, only4.warning, want)
+	}
+	v4 := &link{target: Target{Service: "CABLE", Device: "wan1", Gateway: netip.MustParseAddr("100.64.1.1"),
+		Ping: []string{"2001:db8:ff::10", "198.51.100.9"}}}
+	m.resolve(context.Background(), v4, now)
+	if want := []netip.Addr{netip.MustParseAddr("198.51.100.9")}; !slices.Equal(v4.dsts, want) {
+		t.Errorf("IPv4 targets %v, want %v", v4.dsts, want)
 	}
 }

@@ -48,7 +48,11 @@ func (m *Monitor) trusted(path string) bool {
 // balance/lsm/<state>.d/ in alphabetical order, each with lsm's 16
 // arguments and a time limit, and mails warn_email when a mailer exists.
 // Probing never waits for them.
-func (m *Monitor) runEventScripts(ev lsm.Event) {
+//
+// family ("ipv4" or "ipv6"; "" for a group) reaches the scripts as
+// ISPBALANCE_FAMILY: lsm's 16 arguments stay as they are, and an ISP's
+// IPv6 half reports under the ISP's own name.
+func (m *Monitor) runEventScripts(ev lsm.Event, family string) {
 	var cmds []lsm.Command
 	for _, c := range ev.Commands() {
 		if m.trusted(c.Path) {
@@ -71,22 +75,25 @@ func (m *Monitor) runEventScripts(ev lsm.Event) {
 		m.scripts.Add(1)
 		go func() {
 			defer m.scripts.Done()
-			m.runScript(c)
+			m.runScript(c, family)
 		}()
 	}
 	if mail != "" && !ev.Group {
 		m.scripts.Add(1)
 		go func() {
 			defer m.scripts.Done()
-			m.mail(mail, ev)
+			m.mail(mail, ev, family)
 		}()
 	}
 }
 
-func (m *Monitor) runScript(c lsm.Command) {
+func (m *Monitor) runScript(c lsm.Command, family string) {
 	ctx, cancel := context.WithTimeout(m.scriptCtx, m.opts.ScriptTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, c.Path, c.Args...)
+	if family != "" {
+		cmd.Env = append(os.Environ(), FamilyEnv+"="+family)
+	}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	// A script that leaves children holding its output open must not
@@ -108,10 +115,17 @@ func (m *Monitor) runScript(c lsm.Command) {
 	m.log.Debug("event script ran", "script", c.Path)
 }
 
+// FamilyEnv tells an event script which family of the ISP changed.
+const FamilyEnv = "ISPBALANCE_FAMILY"
+
 // mailers are tried in order; a router without one simply sends no mail.
 var mailers = []string{"/usr/sbin/sendmail", "/usr/lib/sendmail"}
 
-func (m *Monitor) mail(to string, ev lsm.Event) {
+func (m *Monitor) mail(to string, ev lsm.Event, family string) {
+	name := ev.Name
+	if family == "ipv6" {
+		name += "'s IPv6"
+	}
 	for _, path := range mailers {
 		if _, err := os.Stat(path); err != nil {
 			continue
@@ -121,7 +135,7 @@ func (m *Monitor) mail(to string, ev lsm.Event) {
 		cmd := exec.CommandContext(ctx, path, "-t")
 		host, _ := os.Hostname()
 		cmd.Stdin = strings.NewReader(fmt.Sprintf("To: %s\nSubject: ispbalance: %s is %s on %s\n\n%s went from %s to %s at %s (device %s, probe target %s).\n",
-			to, ev.Name, ev.State, host, ev.Name, ev.Prev, ev.State, ev.Time.Format("2006-01-02 15:04:05 MST"), ev.Device, ev.CheckIP))
+			to, name, ev.State, host, name, ev.Prev, ev.State, ev.Time.Format("2006-01-02 15:04:05 MST"), ev.Device, ev.CheckIP))
 		if err := cmd.Run(); err != nil {
 			m.log.Warn("sending warning mail", "to", to, "err", err)
 		}
@@ -142,7 +156,7 @@ func RunEventScripts(ctx context.Context, scriptDir, state string, files trust.P
 		m.scripts.Add(1)
 		go func() {
 			defer m.scripts.Done()
-			m.runScript(lsm.Command{Path: path, Args: args})
+			m.runScript(lsm.Command{Path: path, Args: args}, "")
 		}()
 	}
 	m.scripts.Wait()

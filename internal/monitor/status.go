@@ -107,8 +107,12 @@ func (f markFilter) MatchConntrackFlow(flow *netlink.ConntrackFlow) bool {
 // flushConntrack deletes the connections assigned to the ISP with mark, so
 // that LAN clients reconnect through a live ISP instead of hanging on a
 // dead one; connections of other ISPs are untouched.
-func flushConntrack(mark uint32) (uint, error) {
-	return netlink.ConntrackDeleteFilters(netlink.ConntrackTable, netlink.FAMILY_V4, markFilter{mark})
+func flushConntrack(mark uint32, ipv6 bool) (uint, error) {
+	family := netlink.FAMILY_V4
+	if ipv6 {
+		family = netlink.FAMILY_V6
+	}
+	return netlink.ConntrackDeleteFilters(netlink.ConntrackTable, netlink.InetFamily(family), markFilter{mark})
 }
 
 // reload adopts new options, keeping each link's probe history and state.

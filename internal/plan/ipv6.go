@@ -136,3 +136,26 @@ func natTable6(p Plan) Table {
 	}
 	return Table{Name: "nat", Chains: []Chain{post}, Jumps: []Jump{{"POSTROUTING", kn.ChainPostrouting}}}
 }
+
+// planRouting6 decides which ISPs carry the LAN's IPv6: those routing
+// IPv4 whose IPv6 the monitor has not judged down. When that leaves none
+// but some route IPv4 with IPv6 to offer, IPv6 goes through all of those
+// as a last resort, as IPv4 does: a probe target that stops answering
+// over IPv6 must not take the LAN's IPv6 away. It reports the last resort.
+func planRouting6(cfg *config.Config, isps []ISP, down6 map[string]bool) bool {
+	routing, candidates := false, 0
+	for i := range isps {
+		isps[i].Routing6 = isps[i].Routing && isps[i].HasIPv6() && !down6[isps[i].Name]
+		routing = routing || isps[i].Routing6
+		if isps[i].Routing && isps[i].HasIPv6() {
+			candidates++
+		}
+	}
+	if routing || candidates == 0 || cfg.LastResort == config.LastResortUnreachable {
+		return false
+	}
+	for i := range isps {
+		isps[i].Routing6 = isps[i].Routing && isps[i].HasIPv6()
+	}
+	return true
+}

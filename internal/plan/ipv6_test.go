@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/ispbalance/ispbalance/internal/config"
 	"github.com/ispbalance/ispbalance/internal/plan"
 	"github.com/ispbalance/ispbalance/internal/plan/plantest"
 	"github.com/ispbalance/ispbalance/internal/render"
@@ -109,5 +110,49 @@ func TestIPv6FollowsIPv4Verdicts(t *testing.T) {
 				t.Errorf("%s: with ipv6=off want the IPv6 filter table only, got %d tables", sc.Name, len(p.Firewall6))
 			}
 		}
+	}
+}
+
+// TestIPv6JudgedApart: an ISP whose IPv6 alone is judged down leaves IPv6
+// balancing only; every ISP's IPv6 judged down routes IPv6 through all
+// that route IPv4, as a last resort, unless last_resort=unreachable.
+func TestIPv6JudgedApart(t *testing.T) {
+	links := map[string]plan.Link{"wan1": dualISP(1), "wan2": dualISP(2), "lan1": plantest.LAN(1)}
+	build := func(conf string, down6 map[string]bool) plan.Plan {
+		t.Helper()
+		sc := plantest.Scenario{Conf: conf + "CABLE wan1 isp\nDSL wan2 isp\nLAN lan1 lan\n", Links: links,
+			Up: map[string]bool{"CABLE": true, "DSL": true}}
+		cfg, err := config.Parse("balance.conf", strings.NewReader(sc.Conf))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := plan.Build(plan.Input{Config: cfg, Links: links, Up: sc.Up, Down6: down6})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	routing := func(p plan.Plan) (v4, v6 []string) {
+		for _, isp := range p.ISPs {
+			if isp.Routing {
+				v4 = append(v4, isp.Name)
+			}
+			if isp.Routing6 {
+				v6 = append(v6, isp.Name)
+			}
+		}
+		return v4, v6
+	}
+	p := build("", map[string]bool{"CABLE": true})
+	if v4, v6 := routing(p); strings.Join(v4, ",") != "CABLE,DSL" || strings.Join(v6, ",") != "DSL" || p.LastResort6 {
+		t.Errorf("CABLE's IPv6 down: IPv4 via %v, IPv6 via %v (last resort %v); want IPv4 via both, IPv6 via DSL", v4, v6, p.LastResort6)
+	}
+	p = build("", map[string]bool{"CABLE": true, "DSL": true})
+	if _, v6 := routing(p); strings.Join(v6, ",") != "CABLE,DSL" || !p.LastResort6 {
+		t.Errorf("every IPv6 down: IPv6 via %v (last resort %v); want both as a last resort", v6, p.LastResort6)
+	}
+	p = build("last_resort=unreachable\n", map[string]bool{"CABLE": true, "DSL": true})
+	if _, v6 := routing(p); len(v6) != 0 || p.LastResort6 {
+		t.Errorf("last_resort=unreachable: IPv6 via %v; want none", v6)
 	}
 }

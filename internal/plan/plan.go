@@ -45,6 +45,9 @@ type Input struct {
 	Links map[string]Link
 	// Up holds the ISP services that the monitor or the admin consider up.
 	Up map[string]bool
+	// Down6 holds the ISPs whose IPv6 alone the monitor judged down; their
+	// IPv4 is judged by Up.
+	Down6 map[string]bool
 	// RuleFiles are the parsed files of balance/routes, firewall, pre-run
 	// and post-run.
 	RuleFiles []rules.File
@@ -209,12 +212,15 @@ type Plan struct {
 	// routes through every ISP that still has carrier instead of taking
 	// the LAN offline on the strength of probes alone.
 	LastResort bool
-	ISPs       []ISP
-	LANs       []LAN
-	Skipped    []Skipped
-	Routes     []Route
-	Rules      []Rule
-	Sysctls    []Sysctl
+	// LastResort6 is LastResort for IPv6: every ISP's IPv6 judged down,
+	// and IPv6 routed through every ISP that routes IPv4.
+	LastResort6 bool
+	ISPs        []ISP
+	LANs        []LAN
+	Skipped     []Skipped
+	Routes      []Route
+	Rules       []Rule
+	Sysctls     []Sysctl
 	// Firewall holds the filter, mangle and nat tables, in that order,
 	// and raw when rule files use it.
 	Firewall []Table
@@ -276,9 +282,7 @@ func Build(in Input) (Plan, error) {
 		return Plan{}, err
 	}
 	p.LastResort = lastResort(cfg, p.ISPs)
-	for i := range p.ISPs {
-		p.ISPs[i].Routing6 = p.ISPs[i].Routing && p.ISPs[i].HasIPv6()
-	}
+	p.LastResort6 = planRouting6(cfg, p.ISPs, in.Down6)
 	for _, s := range cfg.LANs() {
 		l, ok := in.Links[s.Device]
 		if !ok || !l.Present || !l.Addr.IsValid() {

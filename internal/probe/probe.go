@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
 )
 
@@ -23,19 +24,25 @@ type Reply struct {
 	At   time.Time
 }
 
-// Conn is a raw ICMP socket for probing through one ISP.
+// Conn is a raw ICMP (or ICMPv6) socket for probing through one ISP.
 type Conn struct {
 	pc    *net.IPConn
 	id    uint16
 	src   netip.Addr
 	token [8]byte
+	v6    bool
 }
 
-// Open opens a probe socket with the given fwmark, bound to src. It needs
-// CAP_NET_RAW (raw socket) and CAP_NET_ADMIN (SO_MARK).
+// Open opens a probe socket with the given fwmark, bound to src, of
+// src's family. It needs CAP_NET_RAW (raw socket) and CAP_NET_ADMIN
+// (SO_MARK).
 func Open(src netip.Addr, mark uint32) (*Conn, error) {
-	if !src.Is4() {
-		return nil, fmt.Errorf("opening probe socket: source %v is not IPv4", src)
+	network := "ip4:icmp"
+	if src.Is6() && !src.Is4In6() {
+		// The kernel fills in the ICMPv6 checksum of a raw ICMPv6 socket.
+		network = "ip6:ipv6-icmp"
+	} else if !src.Is4() {
+		return nil, fmt.Errorf("opening probe socket: source %v is neither IPv4 nor IPv6", src)
 	}
 	var setErr error
 	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
@@ -47,11 +54,11 @@ func Open(src netip.Addr, mark uint32) (*Conn, error) {
 		}
 		return setErr
 	}}
-	pc, err := lc.ListenPacket(context.Background(), "ip4:icmp", src.String())
+	pc, err := lc.ListenPacket(context.Background(), network, src.String())
 	if err != nil {
 		return nil, fmt.Errorf("opening probe socket on %v with mark %#x: %w", src, mark, err)
 	}
-	c := &Conn{pc: pc.(*net.IPConn), src: src}
+	c := &Conn{pc: pc.(*net.IPConn), src: src, v6: network != "ip4:icmp"}
 	var idb [2]byte
 	rand.Read(idb[:])
 	rand.Read(c.token[:])
@@ -62,14 +69,19 @@ func Open(src netip.Addr, mark uint32) (*Conn, error) {
 // Source is the address the socket is bound to.
 func (c *Conn) Source() netip.Addr { return c.src }
 
-// Send sends one echo request with sequence number seq to dst.
+// Send sends one echo request with sequence number seq to dst. An IPv6
+// link-local dst carries its device as zone.
 func (c *Conn) Send(dst netip.Addr, seq int) error {
-	msg := icmp.Message{Type: ipv4.ICMPTypeEcho, Body: &icmp.Echo{ID: int(c.id), Seq: seq & 0xffff, Data: c.token[:]}}
+	var typ icmp.Type = ipv4.ICMPTypeEcho
+	if c.v6 {
+		typ = ipv6.ICMPTypeEchoRequest
+	}
+	msg := icmp.Message{Type: typ, Body: &icmp.Echo{ID: int(c.id), Seq: seq & 0xffff, Data: c.token[:]}}
 	b, err := msg.Marshal(nil)
 	if err != nil {
 		return fmt.Errorf("building echo request: %w", err)
 	}
-	if _, err := c.pc.WriteTo(b, &net.IPAddr{IP: dst.AsSlice()}); err != nil {
+	if _, err := c.pc.WriteTo(b, &net.IPAddr{IP: dst.AsSlice(), Zone: dst.Zone()}); err != nil {
 		return fmt.Errorf("sending echo request to %v: %w", dst, err)
 	}
 	return nil
@@ -89,8 +101,12 @@ func (c *Conn) Receive(deadline time.Time) (Reply, error) {
 			return Reply{}, err
 		}
 		at := time.Now()
-		msg, err := icmp.ParseMessage(1, buf[:n])
-		if err != nil || msg.Type != ipv4.ICMPTypeEchoReply {
+		proto, reply := 1, icmp.Type(ipv4.ICMPTypeEchoReply)
+		if c.v6 {
+			proto, reply = 58, ipv6.ICMPTypeEchoReply
+		}
+		msg, err := icmp.ParseMessage(proto, buf[:n])
+		if err != nil || msg.Type != reply {
 			continue
 		}
 		echo, ok := msg.Body.(*icmp.Echo)
@@ -102,6 +118,9 @@ func (c *Conn) Receive(deadline time.Time) (Reply, error) {
 			continue
 		}
 		addr, _ := netip.AddrFromSlice(ip.IP)
+		if ip.Zone != "" {
+			addr = addr.WithZone(ip.Zone)
+		}
 		return Reply{From: addr.Unmap(), Seq: echo.Seq, At: at}, nil
 	}
 }

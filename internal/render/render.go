@@ -270,6 +270,9 @@ func Script(w io.Writer, p plan.Plan) error {
 	if p.LastResort {
 		b.WriteString("# LAST RESORT: every ISP is judged down; routing through every ISP with carrier (last_resort=unreachable turns this off)\n")
 	}
+	if p.LastResort6 {
+		b.WriteString("# LAST RESORT (IPv6): every ISP's IPv6 is judged down; IPv6 goes through every ISP that routes IPv4\n")
+	}
 	for _, n := range p.Notes {
 		fmt.Fprintf(&b, "# rule files: %s\n", n)
 	}
@@ -375,6 +378,8 @@ type StatusReport struct {
 	// LastResort says every ISP is judged down and the router routes
 	// through every ISP with carrier rather than through none.
 	LastResort bool `json:"last_resort"`
+	// LastResort6 is LastResort for IPv6.
+	LastResort6 bool `json:"last_resort_ipv6"`
 	// Monitor is nil when no monitor runs.
 	Monitor *MonitorStatus `json:"monitor"`
 }
@@ -438,6 +443,9 @@ func writeMonitor(w io.Writer, report StatusReport) {
 		for _, d := range report.Drift {
 			fmt.Fprintf(w, "  missing or stale: %s\n", d)
 		}
+	}
+	if report.LastResort6 {
+		fmt.Fprintln(w, "LAST RESORT (IPv6): every ISP's IPv6 is judged down; IPv6 goes through every ISP that routes IPv4")
 	}
 	if report.LastResort {
 		fmt.Fprintln(w, "LAST RESORT: every ISP is judged down; routing through every ISP with carrier (last_resort=unreachable turns this off)")

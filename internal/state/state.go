@@ -165,3 +165,7 @@ func holder(path string) string {
 	}
 	return fmt.Sprintf("another ispbalance run (pid %d: %s)", pid, text)
 }
+
+// IPv6Name is the name under which an ISP's IPv6 half is judged and its
+// verdict kept ("CABLE.ipv6"): the monitor judges the families apart.
+func IPv6Name(service string) string { return service + ".ipv6" }
