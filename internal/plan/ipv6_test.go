@@ -3,13 +3,9 @@ package plan_test
 import (
 	"bytes"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
-
-	"github.com/google/go-cmp/cmp"
 
 	"github.com/ispbalance/ispbalance/internal/config"
 	"github.com/ispbalance/ispbalance/internal/plan"
@@ -59,29 +55,7 @@ var dualStackScenarios = []plantest.Scenario{
 
 func TestGoldenDualStack(t *testing.T) {
 	for _, sc := range dualStackScenarios {
-		t.Run(sc.Name, func(t *testing.T) {
-			p, err := sc.Build()
-			if err != nil {
-				t.Fatal(err)
-			}
-			var got bytes.Buffer
-			if err := render.Script(&got, p); err != nil {
-				t.Fatal(err)
-			}
-			path := filepath.Join("testdata", sc.Name+".golden")
-			if *update {
-				if err := os.WriteFile(path, got.Bytes(), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("reading golden file (run with -update to create): %v", err)
-			}
-			if d := cmp.Diff(string(want), got.String()); d != "" {
-				t.Errorf("plan differs from %s (-want +got):\n%s", path, d)
-			}
-		})
+		t.Run(sc.Name, func(t *testing.T) { checkGolden(t, sc) })
 	}
 }
 

@@ -33,29 +33,34 @@ var (
 
 func TestGolden(t *testing.T) {
 	for _, sc := range plantest.Scenarios {
-		t.Run(sc.Name, func(t *testing.T) {
-			p, err := sc.Build()
-			if err != nil {
-				t.Fatal(err)
-			}
-			var got bytes.Buffer
-			if err := render.Script(&got, p); err != nil {
-				t.Fatal(err)
-			}
-			path := filepath.Join("testdata", sc.Name+".golden")
-			if *update {
-				if err := os.WriteFile(path, got.Bytes(), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("reading golden file (run with -update to create): %v", err)
-			}
-			if d := cmp.Diff(string(want), got.String()); d != "" {
-				t.Errorf("plan differs from %s (-want +got):\n%s", path, d)
-			}
-		})
+		t.Run(sc.Name, func(t *testing.T) { checkGolden(t, sc) })
+	}
+}
+
+// checkGolden compares the -d script of a scenario's plan with
+// testdata/NAME.golden (rewritten with -update).
+func checkGolden(t *testing.T, sc plantest.Scenario) {
+	t.Helper()
+	p, err := sc.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got bytes.Buffer
+	if err := render.Script(&got, p); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join("testdata", sc.Name+".golden")
+	if *update {
+		if err := os.WriteFile(path, got.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("reading golden file (run with -update to create): %v", err)
+	}
+	if d := cmp.Diff(string(want), got.String()); d != "" {
+		t.Errorf("plan differs from %s (-want +got):\n%s", path, d)
 	}
 }
 
