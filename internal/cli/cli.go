@@ -14,6 +14,7 @@ import (
 
 	"github.com/ispbalance/ispbalance/internal/core"
 	"github.com/ispbalance/ispbalance/internal/detect"
+	"github.com/ispbalance/ispbalance/internal/kernelnames"
 	"github.com/ispbalance/ispbalance/internal/monitor"
 	"github.com/ispbalance/ispbalance/internal/state"
 )
@@ -179,7 +180,8 @@ func Run(ctx context.Context, env Env) int {
 		}
 		return 0
 	case *f.dry && command == "stop":
-		fmt.Fprintln(env.Stdout, "# stop would remove ispbalance's rules (priorities 9000-9999), routes in tables 4200-4263, ISPB- chains and the jumps to them")
+		fmt.Fprintf(env.Stdout, "# stop would remove ispbalance's rules (priorities %d-%d), routes in tables %d-%d, %s chains and the jumps to them\n",
+			kernelnames.PrioMin, kernelnames.PrioMax, kernelnames.BalanceTable, kernelnames.ISPTable(kernelnames.MaxISPs), kernelnames.ChainPrefix)
 		return 0
 	case *f.dry && command == "monitor":
 		fmt.Fprintln(env.Stdout, "# -d never starts or touches the monitor")

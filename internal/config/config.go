@@ -170,14 +170,30 @@ func Load(path string) (*Config, error) {
 	return Parse(path, bytes.NewReader(data))
 }
 
-// serviceName keeps names usable inside chain names (iptables allows 28
-// characters; "ISPB-MARK-" takes 10) and state file names.
-var serviceName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,17}$`)
+// maxServiceName is the room a service name has in its mark chain.
+var maxServiceName = kernelnames.MaxChainName - len(kernelnames.MarkChain(""))
+
+// serviceName keeps names usable inside chain names and state file names.
+var serviceName = regexp.MustCompile(fmt.Sprintf(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,%d}$`, maxServiceName-1))
 
 // deviceName is what the kernel accepts as an interface name (15 bytes),
 // plus the alias label (`eth3:0`) and VLAN-on-bond (`eth0.10@bond0`)
 // spellings the original accepted.
 var deviceName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,15}(:[A-Za-z0-9_.-]{1,14})?(@[A-Za-z0-9_.-]{1,15})?$`)
+
+// validDevice adds to deviceName the kernel's rules that the pattern
+// cannot say: "." and ".." are no interface names, and an address label
+// ("eth3:0") is kept in 15 bytes, like a name. A device that breaks them
+// could never be found, and would only ever be reported missing.
+func validDevice(dev string) bool {
+	if !deviceName.MatchString(dev) {
+		return false
+	}
+	name, parent, _ := strings.Cut(dev, "@")
+	kernel, _, labelled := strings.Cut(name, ":")
+	dots := func(s string) bool { return s == "." || s == ".." }
+	return !dots(kernel) && !dots(parent) && (!labelled || len(name) <= 15)
+}
 
 // hostName accepts DNS names for ping targets.
 var hostName = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*\.?$`)
@@ -361,8 +377,8 @@ func parseService(f []string) (Service, error) {
 	case s.Name == "up" || s.Name == "down" || s.Name == "long_down":
 		return s, fmt.Errorf("a service may not be named %q: the word is an event name", s.Name)
 	case !serviceName.MatchString(s.Name):
-		return s, fmt.Errorf("service name %q: use 1-18 letters, digits, '_', '.' or '-'", s.Name)
-	case !deviceName.MatchString(s.Device):
+		return s, fmt.Errorf("service name %q: use 1-%d letters, digits, '_', '.' or '-'", s.Name, maxServiceName)
+	case !validDevice(s.Device):
 		return s, fmt.Errorf("device %q is not an interface name", s.Device)
 	}
 	if s.Role != RoleISP && s.Role != RoleLAN {

@@ -97,17 +97,30 @@ func hookGateway(root, dev string, addr netip.Prefix, now time.Time) (netip.Addr
 	defer f.Close()
 	buf := make([]byte, maxHookLease+1)
 	n, _ := f.Read(buf)
-	var l HookLease
-	if n > maxHookLease || json.Unmarshal(buf[:n], &l) != nil {
+	gw, source, ok := hookRecordGateway(buf[:n], addr.Addr(), now)
+	if !ok {
 		return netip.Addr{}, "", fmt.Sprintf("reading hook lease %s: not a record ispbalance wrote", path)
 	}
-	switch {
-	case !l.Gateway.Is4() || l.Gateway == addr.Addr():
-		return netip.Addr{}, "", ""
-	case l.Addr.IsValid() && l.Addr != addr.Addr():
-		return netip.Addr{}, "", "" // a lease for an address the device no longer has
-	case !l.Expires.IsZero() && now.After(l.Expires):
-		return netip.Addr{}, "", ""
+	return gw, source, ""
+}
+
+// hookRecordGateway reads a record's contents: the gateway it gives a
+// device whose address is own, if any; ok is false when data is not a
+// record. The file is only as trustworthy as everything else under /run,
+// so its gateway must be one that could be a next hop, as a lease's
+// routers must.
+func hookRecordGateway(data []byte, own netip.Addr, now time.Time) (gw netip.Addr, source string, ok bool) {
+	var l HookLease
+	if len(data) > maxHookLease || json.Unmarshal(data, &l) != nil {
+		return netip.Addr{}, "", false
 	}
-	return l.Gateway, l.Source, ""
+	switch {
+	case !isUsableRouter(l.Gateway) || l.Gateway == own:
+		return netip.Addr{}, "", true
+	case l.Addr.IsValid() && l.Addr != own:
+		return netip.Addr{}, "", true // a lease for an address the device no longer has
+	case !l.Expires.IsZero() && now.After(l.Expires):
+		return netip.Addr{}, "", true
+	}
+	return l.Gateway, l.Source, true
 }

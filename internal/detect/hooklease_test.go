@@ -53,6 +53,21 @@ func TestHookLease(t *testing.T) {
 	}
 }
 
+// TestHookLeaseUnusableGateway: a record is a file under /run like any
+// other; a gateway in it that could never be a next hop is not used.
+func TestHookLeaseUnusableGateway(t *testing.T) {
+	root := t.TempDir()
+	addr := netip.MustParsePrefix("100.64.1.2/24")
+	for _, gw := range []string{"127.0.0.1", "224.0.0.1", "255.255.255.255", "0.0.0.0", "::ffff:100.64.1.1", "2001:db8::1"} {
+		if err := WriteHookLease(root, "wan1", HookLease{Gateway: netip.MustParseAddr(gw), Source: "dhclient BOUND"}); err != nil {
+			t.Fatal(err)
+		}
+		if g, _, w := hookGateway(root, "wan1", addr, time.Now()); g.IsValid() || w != "" {
+			t.Errorf("record with gateway %s: got %v, %q; want none", gw, g, w)
+		}
+	}
+}
+
 func TestGatewayOrderWithHookAndNetworkManager(t *testing.T) {
 	addr := netip.MustParsePrefix("100.64.1.2/24")
 	a := netip.MustParseAddr

@@ -52,7 +52,7 @@ func pickLease(files []leaseFile, dev string, own netip.Addr) (gw netip.Addr, pa
 	for _, f := range files {
 		facts, ok, err := leaseFactsOf(f, dev)
 		if err != nil {
-			warnings = append(warnings, fmt.Sprintf("lease %s: %v", f.Path, err))
+			warnings = append(warnings, fmt.Sprintf("lease %s: %s", f.Path, clipError(err)))
 		}
 		if !ok {
 			continue
@@ -106,11 +106,15 @@ func leaseFactsOf(f leaseFile, dev string) (leaseFacts, bool, error) {
 // netip.ParseAddr already refuses octal-looking and zoned forms.
 func usableRouter(s string) (netip.Addr, bool) {
 	a, err := netip.ParseAddr(s)
-	if err != nil || !a.Is4() || a.IsUnspecified() || a.IsLoopback() || a.IsMulticast() ||
-		a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+	if err != nil || !isUsableRouter(a) {
 		return netip.Addr{}, false
 	}
 	return a, true
+}
+
+func isUsableRouter(a netip.Addr) bool {
+	return a.Is4() && !a.IsUnspecified() && !a.IsLoopback() && !a.IsMulticast() &&
+		a != netip.AddrFrom4([4]byte{255, 255, 255, 255})
 }
 
 // quoteShort quotes untrusted text for a message, cut short so a hostile
@@ -121,6 +125,17 @@ func quoteShort(s string) string {
 		return fmt.Sprintf("%q...", s[:limit])
 	}
 	return fmt.Sprintf("%q", s)
+}
+
+// clipError cuts the message of an error about a lease's contents: the
+// JSON decoder quotes a number it cannot store whole, however long.
+func clipError(err error) string {
+	const limit = 200
+	s := err.Error()
+	if len(s) > limit {
+		s = strings.ToValidUTF8(s[:limit], "") + "..."
+	}
+	return s
 }
 
 // dhclientLease is one `lease { ... }` block.

@@ -224,6 +224,17 @@ func TestPickLease(t *testing.T) {
 	}
 }
 
+// TestPickLeaseBoundsErrorText: an error about a lease's contents may
+// quote them (the JSON decoder quotes a number too big for an int in
+// full); the warning stays short all the same.
+func TestPickLeaseBoundsErrorText(t *testing.T) {
+	data := []byte(`{"Address":[1` + strings.Repeat("0", 5000) + `,64,3,40],"Router":[[100,64,3,1]]}`)
+	_, _, warnings := pickLease([]leaseFile{{Path: "/x/big.json", Kind: kindKeyValue, Data: data}}, "wan3", netip.MustParseAddr("100.64.3.40"))
+	if len(warnings) != 1 || len(warnings[0]) > 300 {
+		t.Errorf("got %d warnings, the first %d bytes long; want one short one", len(warnings), len(strings.Join(warnings, "")))
+	}
+}
+
 func TestQuoteShortBoundsHostileText(t *testing.T) {
 	got := quoteShort(strings.Repeat("\n", 1000))
 	if len(got) > 200 || strings.Contains(got, "\n") {

@@ -144,6 +144,10 @@ func noArgs(src Source, args []string) error {
 // (dev_valid_name): 1 to 15 bytes, not "." or "..", no '/', ':' or
 // whitespace; control characters are refused too, as no tool names a
 // device with them.
+//
+// The kernel's isspace is Latin-1's: it also counts the byte 0xa0, which
+// UTF-8 uses inside characters such as "à", so a name with such a
+// character can never exist however valid its runes are.
 func CheckDevice(name, value string) error {
 	switch {
 	case value == "":
@@ -154,6 +158,8 @@ func CheckDevice(name, value string) error {
 		return refuse(name, value, "is not an interface name")
 	case !utf8.ValidString(value):
 		return refuse(name, value, "is not valid UTF-8")
+	case strings.IndexByte(value, 0xa0) >= 0:
+		return refuse(name, value, "contains a character the kernel refuses in interface names")
 	}
 	for _, r := range value {
 		if r == '/' || r == ':' || unicode.IsSpace(r) || unicode.IsControl(r) {

@@ -180,6 +180,11 @@ func parseNM(v vars, args []string) (Event, error) {
 	if ev.Gateway, err = addrVar(v, "IP4_GATEWAY"); err != nil {
 		return Event{}, err
 	}
+	if !usableGateway(ev.Gateway) {
+		// As in a router list, what cannot be a next hop is no gateway,
+		// so that DHCP4_ROUTERS or D-Bus can still supply one.
+		ev.Gateway = netip.Addr{}
+	}
 	if g, err := routers(v, "DHCP4_ROUTERS"); err != nil {
 		return Event{}, err
 	} else if !ev.Gateway.IsValid() {
@@ -199,7 +204,9 @@ func parseNM(v vars, args []string) (Event, error) {
 		if _, err := addr4("IP4_ADDRESS_0", strings.TrimSpace(rest)); err != nil {
 			return Event{}, err
 		}
-		ev.Addr = p.Addr()
+		if !p.Addr().IsUnspecified() {
+			ev.Addr = p.Addr() // 0.0.0.0 means none, as everywhere else
+		}
 	}
 	if a, err := addrVar(v, "DHCP4_IP_ADDRESS"); err != nil {
 		return Event{}, err

@@ -79,6 +79,12 @@ const RouteProtocol = 177
 // Chain names. Every chain ispbalance creates starts with ChainPrefix.
 const ChainPrefix = "ISPB-"
 
+// MaxChainName is the longest chain name iptables accepts: the kernel
+// keeps names in XT_EXTENSION_MAXNAMELEN (29) bytes with the NUL. Service
+// names and the names of rule files' chains are bounded so that MarkChain
+// and UserChain stay within it.
+const MaxChainName = 28
+
 const (
 	ChainInput       = ChainPrefix + "INPUT"
 	ChainForward     = ChainPrefix + "FORWARD"

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 )
 
 // Settings are the options of one monitored connection: everything a
@@ -383,13 +384,15 @@ func setState(dst *State, v string) error {
 
 // setName refuses empty names and names with blanks or slashes: names are
 // script arguments, munin field names and (in Net-ISP-Balance) state file
-// names. lsm only advised against spaces.
+// names. lsm only advised against spaces. A line's tabs become spaces,
+// but a vertical tab, form feed or CR inside it stays, so every kind of
+// white space is refused, not only the space.
 func setName(dst *string, v string) error {
 	if v == "" {
 		return errors.New("empty name")
 	}
-	if strings.ContainsAny(v, " /") {
-		return fmt.Errorf("name %q contains a space or a slash", v)
+	if strings.ContainsRune(v, '/') || strings.ContainsFunc(v, unicode.IsSpace) {
+		return fmt.Errorf("name %q contains white space or a slash", v)
 	}
 	*dst = v
 	return nil
@@ -422,9 +425,16 @@ func setSourceIP(s *Settings, v string) error {
 }
 
 // setDevice accepts what the kernel can name an interface (alias labels
-// such as eth3:0 included).
+// such as eth3:0 included); empty means none. The kernel's rules
+// (dev_valid_name) refuse "." and "..", '/', and every byte its isspace
+// counts, which includes \v, \f, \r and Latin-1's 0xa0.
 func setDevice(dst *string, v string) error {
-	if len(v) > 15 || strings.ContainsAny(v, " /") {
+	bad := len(v) > 15 || v == "." || v == ".."
+	for i := 0; i < len(v) && !bad; i++ {
+		c := v[i]
+		bad = c == 0 || c == '/' || c == ' ' || c >= '\t' && c <= '\r' || c == 0xa0
+	}
+	if bad {
 		return fmt.Errorf("%q is not an interface name", v)
 	}
 	*dst = v

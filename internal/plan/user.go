@@ -3,6 +3,7 @@ package plan
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -366,9 +367,13 @@ func parseRoute(args []string) (Route, error) {
 					return rt, fmt.Errorf("ip route: %w", err)
 				}
 			case "metric", "preference", "priority":
-				if rt.Metric, err = strconv.Atoi(v); err != nil || rt.Metric < 0 {
-					return rt, fmt.Errorf("ip route: metric %q is not a number", v)
+				// The kernel keeps 32 bits: a larger metric would be
+				// installed cut short, and never match the plan again.
+				m, err := strconv.ParseUint(v, 10, 32)
+				if err != nil {
+					return rt, fmt.Errorf("ip route: metric %q is not a number from 0 to %d", v, uint32(math.MaxUint32))
 				}
+				rt.Metric = int(m)
 			case "proto":
 				return rt, fmt.Errorf("ip route: proto is ispbalance's own (%d), leave it out", kn.RouteProtocol)
 			case "scope":

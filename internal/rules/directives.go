@@ -90,8 +90,7 @@ func parseForceRoute(args []string) (forceRouteSpec, error) {
 	}
 	sel := args[1:]
 	for _, a := range sel {
-		name, _, _ := strings.Cut(a, "=")
-		if isOpFlag(a) || name == "-j" || name == "--jump" || name == "-g" || name == "--goto" {
+		if isOpFlag(a) || isJump(a) {
 			return forceRouteSpec{}, fmt.Errorf("force-route: %s is not a selector; ispbalance supplies the table, chain and target", a)
 		}
 	}

@@ -53,7 +53,9 @@
 // iptables line may only append, insert or delete rules (-A, -I, -D),
 // create a chain of its own (-N), or flush or delete such a chain (-F,
 // -X); chains named with ispbalance's prefix are off limits, and -w is
-// dropped because a transaction takes no lock option. `ip route` may add,
+// dropped because a transaction takes no lock option. A file's chains
+// are installed as ISPB-U-NAME, so NAME has at most 21 of the 28
+// characters iptables allows. `ip route` may add,
 // replace, append or del; `ip rule` may add or del.
 //
 // Directives may appear in any rule file and always join the plan:

@@ -138,7 +138,7 @@ iptables -A INPUT -j MYCHAIN
 iptables -t nat -F MYNAT
 iptables-legacy -t raw -A PREROUTING -i ${DSL.dev} -j CT --notrack
 /sbin/iptables -D INPUT 3
-iptables -A INPUT '${LAN.dev}' -j ACCEPT
+iptables -A INPUT -m comment --comment '${LAN.dev}' -j ACCEPT
 logger -t ispbalance "weights ${CABLE.weight}/${DSL.weight}"
 `},
 				{PreRun, "10.pre", `
@@ -237,9 +237,11 @@ func TestExpandErrors(t *testing.T) {
 // values is checked again with the real ones.
 func TestExpandChecksRealValues(t *testing.T) {
 	facts := setService(testFacts(), "LAN", func(s *Service) { s.Dev = "enp3s0f1" })
-	files := parseAll(t, []ruleFile{{Firewall, "f", "iptables -N ${LAN.dev}-in-a-long-chain-name\n"}})
+	// With the sample device eth0 the name has 18 characters; with
+	// enp3s0f1, 22, one more than the 21 that ISPB-U- leaves.
+	files := parseAll(t, []ruleFile{{Firewall, "f", "iptables -N ${LAN.dev}-in-long-chain\n"}})
 	_, err := Expand(files, facts)
-	want := `firewall/f:1: iptables: chain name "enp3s0f1-in-a-long-chain-name" is longer than 28 characters`
+	want := `firewall/f:1: iptables: chain name "enp3s0f1-in-long-chain" is longer than 21 characters (it is kept as ISPB-U-enp3s0f1-in-long-chain, and iptables allows 28)`
 	if err == nil || err.Error() != want {
 		t.Errorf("error %v, want %s", err, want)
 	}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/ispbalance/ispbalance/internal/kernelnames"
 )
@@ -167,6 +168,15 @@ func parseIPTables(args []string) (iptables, error) {
 			if _, err := next(); err != nil {
 				return iptables{}, err
 			}
+		case isJump(a) && (hasVal || !strings.HasPrefix(a, "--") && len(a) > 2):
+			// getopt also reads "-jX" and "--jump=X"; split them so
+			// that the target is checked, and renamed when it is one
+			// of the file's own chains, as with "-j X".
+			if hasVal {
+				rest = append(rest, name, val)
+			} else {
+				rest = append(rest, a[:2], a[2:])
+			}
 		default:
 			rest = append(rest, a)
 		}
@@ -191,7 +201,7 @@ func parseIPTables(args []string) (iptables, error) {
 		}
 		return iptables{}, fmt.Errorf("iptables %s: missing chain", op)
 	}
-	if err := checkChainName(chain); err != nil {
+	if err := checkChainName(chain, maxUserChain); err != nil {
 		return iptables{}, err
 	}
 	builtin := isBuiltin(chain)
@@ -203,6 +213,12 @@ func parseIPTables(args []string) (iptables, error) {
 	case builtin && !slices.Contains(builtinChains[table], chain):
 		return iptables{}, fmt.Errorf("iptables: table %s has no chain %s", table, chain)
 	}
+	// A word that is no option's value is what iptables calls a bad
+	// argument; kept, it would turn into the rule number of -I or -D
+	// once the rule is written out with the chain first.
+	if (op == "-A" || op == "-I" || op == "-D") && len(rest) > 0 && !strings.HasPrefix(rest[0], "-") && rest[0] != "!" {
+		return iptables{}, fmt.Errorf("iptables %s %s: unexpected argument %q", op, chain, rest[0])
+	}
 	if (op == "-N" || op == "-F" || op == "-X") && len(rest) > 0 {
 		return iptables{}, fmt.Errorf("iptables %s %s: unexpected arguments %s", op, chain, Quote(rest))
 	}
@@ -210,8 +226,8 @@ func parseIPTables(args []string) (iptables, error) {
 		return iptables{}, fmt.Errorf("iptables -D %s %d: give a rule number or a rule, not both", chain, num)
 	}
 	for i, a := range rest {
-		if (a == "-j" || a == "--jump" || a == "-g" || a == "--goto") && i+1 < len(rest) {
-			if err := checkChainName(rest[i+1]); err != nil {
+		if isJump(a) && i+1 < len(rest) {
+			if err := checkChainName(rest[i+1], kernelnames.MaxChainName); err != nil {
 				return iptables{}, err
 			}
 		}
@@ -223,16 +239,45 @@ func parseIPTables(args []string) (iptables, error) {
 	return iptables{rule: r}, nil
 }
 
+// isJump reports whether a is a -j or -g option, in any spelling getopt
+// reads: "-j", "-jX", "--jump", "--jump=X" (and the same for goto).
+func isJump(a string) bool {
+	name, _, _ := strings.Cut(a, "=")
+	if strings.HasPrefix(a, "--") {
+		return name == "--jump" || name == "--goto"
+	}
+	return strings.HasPrefix(a, "-j") || strings.HasPrefix(a, "-g")
+}
+
+// maxUserChain bounds the names of the chains a rule file creates or adds
+// to: each becomes kernelnames.UserChain(name), which must still fit
+// iptables' limit.
+const maxUserChain = kernelnames.MaxChainName - len(kernelnames.UserChainPrefix)
+
 // checkChainName refuses ispbalance's own chains: they are rebuilt from
 // scratch on every run, so a user rule in or aimed at them would vanish
-// or dangle.
-func checkChainName(chain string) error {
+// or dangle. It also refuses names longer than max, and names that
+// iptables-restore, which reads chain names as words of a line, would not
+// read back as written.
+func checkChainName(chain string, max int) error {
 	if strings.HasPrefix(chain, kernelnames.ChainPrefix) {
 		return fmt.Errorf("iptables: chain %s belongs to ispbalance (prefix %s)", chain, kernelnames.ChainPrefix)
 	}
-	// The kernel keeps chain names in 29 bytes including the NUL.
-	if len(chain) > 28 {
-		return fmt.Errorf("iptables: chain name %q is longer than 28 characters", chain)
+	if len(chain) > max {
+		if max < kernelnames.MaxChainName {
+			return fmt.Errorf("iptables: chain name %q is longer than %d characters (it is kept as %s%s, and iptables allows %d)",
+				chain, max, kernelnames.UserChainPrefix, chain, kernelnames.MaxChainName)
+		}
+		return fmt.Errorf("iptables: chain name %q is longer than %d characters", chain, max)
+	}
+	if strings.ContainsFunc(chain, func(r rune) bool {
+		return unicode.IsSpace(r) || unicode.IsControl(r) || r == '"' || r == '\'' || r == '\\'
+	}) {
+		return fmt.Errorf("iptables: chain name %q contains white space, a control character or a quote", chain)
+	}
+	// iptables' own rule; "--append=-x" would otherwise get one through.
+	if strings.HasPrefix(chain, "-") || strings.HasPrefix(chain, "!") {
+		return fmt.Errorf("iptables: chain name %q starts with %q", chain, chain[:1])
 	}
 	return nil
 }

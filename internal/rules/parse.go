@@ -7,8 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 
+	"github.com/ispbalance/ispbalance/internal/kernelnames"
 	"github.com/ispbalance/ispbalance/internal/trust"
 )
 
@@ -278,9 +280,9 @@ func sampleValue(p placeholder) string {
 	case "net":
 		return "192.0.2.0/24"
 	case "fwmark":
-		return "0x1000000/0x3f000000"
+		return kernelnames.FormatMark(kernelnames.ISPMark(1)) + "/" + kernelnames.FormatMark(kernelnames.MarkMask)
 	case "table":
-		return "4201"
+		return strconv.Itoa(kernelnames.ISPTable(1))
 	}
 	return "1"
 }

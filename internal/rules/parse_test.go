@@ -3,6 +3,7 @@ package rules
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -145,7 +146,23 @@ func TestParseFileErrors(t *testing.T) {
 		{Firewall, "iptables -I INPUT 0 -j ACCEPT", "rule number 0"},
 		{Firewall, "iptables -D INPUT 2 -j ACCEPT", "not both"},
 		{Firewall, "iptables -A INPUT -W", "-W needs an argument"},
-		{Firewall, "iptables -A abcdefghijklmnopqrstuvwxyz1234 -j ACCEPT", "longer than 28"},
+		{Firewall, "iptables -A abcdefghijklmnopqrstuvwxyz1234 -j ACCEPT", "longer than 21"},
+		// 22 characters: ISPB-U- makes 29, one more than iptables allows.
+		{Firewall, "iptables -N abcdefghijklmnopqrstuv", `chain name "abcdefghijklmnopqrstuv" is longer than 21 characters (it is kept as ISPB-U-abcdefghijklmnopqrstuv, and iptables allows 28)`},
+		{Firewall, "iptables -A INPUT -j abcdefghijklmnopqrstuvwxyz123", "longer than 28"},
+		// iptables-restore reads chain names as words of a line.
+		{Firewall, "iptables -N 'my chain'", "contains white space"},
+		{Firewall, `iptables -A INPUT -j 'a"b'`, "a quote"},
+		{Firewall, "iptables --append=-x -j ACCEPT", `chain name "-x" starts with "-"`},
+		{Firewall, "iptables -N '!x'", `chain name "!x" starts with "!"`},
+		// Written out, the 5 would be read as the rule number.
+		{Firewall, "iptables 5 -I INPUT -j ACCEPT", `iptables -I INPUT: unexpected argument "5"`},
+		{Firewall, "iptables -A INPUT 5 -j ACCEPT", `unexpected argument "5"`},
+		// Every spelling getopt reads is a jump.
+		{Firewall, "iptables -A INPUT --jump=ISPB-DROP", "chain ISPB-DROP belongs to ispbalance"},
+		{Firewall, "iptables -A INPUT -jISPB-DROP", "chain ISPB-DROP belongs to ispbalance"},
+		{Firewall, "iptables -A INPUT --goto=ISPB-DROP", "chain ISPB-DROP belongs to ispbalance"},
+		{Firewall, "force-route DSL -p tcp -jACCEPT", "-jACCEPT is not a selector"},
 		{Routes, "ip route flush table main", "ip route flush is not allowed"},
 		{Routes, "ip r show", "ip route show is not allowed"},
 		{Routes, "ip -4 route change default via 1.2.3.4", "ip route change is not allowed"},
@@ -186,6 +203,25 @@ func TestParseFileErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.HasPrefix(err.Error(), "f:2: ") {
 			t.Errorf("%s line %q: error %v, want f:2: ... %q", c.kind, c.line, err, c.want)
 		}
+	}
+}
+
+// TestIPTablesJumpSpellings: a jump written "-jX" or "--jump=X" comes out
+// as two words, like "-j X", so the planner renames a jump to the file's
+// own chain whichever way it is written.
+func TestIPTablesJumpSpellings(t *testing.T) {
+	for _, line := range []string{"-A INPUT -jMINE", "-A INPUT --jump=MINE", "-A INPUT -j MINE"} {
+		ipt, err := parseIPTables(strings.Fields(line))
+		if err != nil {
+			t.Fatalf("%s: %v", line, err)
+		}
+		if name := ipt.rule.Args[0]; len(ipt.rule.Args) != 2 || ipt.rule.Args[1] != "MINE" || name != "-j" && name != "--jump" {
+			t.Errorf("%s: args %q, want a jump option and MINE", line, ipt.rule.Args)
+		}
+	}
+	ipt, err := parseIPTables([]string{"-A", "INPUT", "--goto=MINE", "-gOTHER"})
+	if err != nil || !slices.Equal(ipt.rule.Args, []string{"--goto", "MINE", "-g", "OTHER"}) {
+		t.Errorf("gotos: %q, %v", ipt.rule.Args, err)
 	}
 }
 
