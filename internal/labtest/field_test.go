@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -12,16 +13,19 @@ import (
 	"github.com/ispbalance/ispbalance/internal/lab"
 )
 
-// lanWatch opens a connection from LAN 1 to the server every 100 ms
-// until stopped, and remembers which succeeded, so a test can tell the
-// longest time the LAN had no Internet.
+// lanWatch starts a connection from LAN 1 to the server every 100 ms
+// until stopped, each on its own (one that hangs on a dying uplink does
+// not hold up the next), and remembers which succeeded, so a test can
+// tell the longest time the LAN had no Internet.
 type lanWatch struct {
-	stop chan struct{}
-	done chan struct{}
-	mu   sync.Mutex
-	// checks are the start times and outcomes, in order.
-	checks []lanCheck
-	ended  time.Time
+	stop    chan struct{}
+	done    chan struct{}
+	running sync.WaitGroup
+	mu      sync.Mutex
+	// checks are the start times and outcomes, in the order they ended.
+	checks  []lanCheck
+	started time.Time
+	ended   time.Time
 }
 
 type lanCheck struct {
@@ -33,19 +37,22 @@ type lanCheck struct {
 const lanWatchEvery = 100 * time.Millisecond
 
 func (r *router) watchLAN() *lanWatch {
-	w := &lanWatch{stop: make(chan struct{}), done: make(chan struct{})}
+	w := &lanWatch{stop: make(chan struct{}), done: make(chan struct{}), started: time.Now()}
 	go func() {
 		defer close(w.done)
 		tick := time.NewTicker(lanWatchEvery)
 		defer tick.Stop()
 		for {
 			at := time.Now()
-			k, err := r.lab.WhichISP(1, serverPort, 2*time.Second)
-			w.mu.Lock()
-			w.checks = append(w.checks, lanCheck{at, k, err})
-			w.mu.Unlock()
+			w.running.Go(func() {
+				k, err := r.lab.WhichISP(1, serverPort, 2*time.Second)
+				w.mu.Lock()
+				w.checks = append(w.checks, lanCheck{at, k, err})
+				w.mu.Unlock()
+			})
 			select {
 			case <-w.stop:
+				w.running.Wait()
 				w.mu.Lock()
 				w.ended = time.Now()
 				w.mu.Unlock()
@@ -67,26 +74,25 @@ func (w *lanWatch) end() {
 	<-w.done
 }
 
-// result stops the watch and returns the longest time between two
-// successful checks less the check period (the longest outage a client
-// could have seen), how many checks failed and how many ran.
+// result stops the watch and returns the longest time between the starts
+// of two successful checks less the check period (the longest a client
+// starting a connection could have found the LAN offline), how many
+// checks failed and how many ran. The watch's start and end count as
+// moments the LAN was online, so failures at either end count in full.
 func (w *lanWatch) result() (outage time.Duration, failed, total int, firstErr error) {
 	w.end()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if len(w.checks) == 0 {
-		return 0, 0, 0, nil
-	}
-	// The watch's start and end count as moments the LAN was online, so a
-	// failure at either end counts in full.
-	last := w.checks[0].at
+	checks := append([]lanCheck(nil), w.checks...)
+	sort.Slice(checks, func(i, j int) bool { return checks[i].at.Before(checks[j].at) })
+	last := w.started
 	gap := func(t time.Time) {
 		if g := t.Sub(last) - lanWatchEvery; g > outage {
 			outage = g
 		}
 		last = t
 	}
-	for _, c := range w.checks {
+	for _, c := range checks {
 		if c.err != nil {
 			failed++
 			if firstErr == nil {
@@ -96,10 +102,10 @@ func (w *lanWatch) result() (outage time.Duration, failed, total int, firstErr e
 		}
 		gap(c.at)
 	}
-	if w.checks[len(w.checks)-1].err != nil {
+	if len(checks) > 0 && checks[len(checks)-1].err != nil {
 		gap(w.ended)
 	}
-	return outage, failed, len(w.checks), firstErr
+	return outage, failed, len(checks), firstErr
 }
 
 // probeInterval is the monitor's default probe interval; with a live ISP
