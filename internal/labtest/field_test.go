@@ -52,10 +52,12 @@ func (r *router) watchLAN() *lanWatch {
 			})
 			select {
 			case <-w.stop:
-				w.running.Wait()
+				// The end is when the test stopped watching; checks still
+				// in flight finish, but their wait is not the LAN's.
 				w.mu.Lock()
 				w.ended = time.Now()
 				w.mu.Unlock()
+				w.running.Wait()
 				return
 			case <-tick.C:
 			}
