@@ -153,7 +153,8 @@ func (a *Applier) Apply(ctx context.Context, p plan.Plan) (Stats, error) {
 		return stats, a.rollback(ctx, err, routingBefore, nil, nil)
 	}
 	stats.Routing = time.Since(start) - stats.Read
-	input, origins := fwBefore.restoreInput(p.Firewall)
+	sp, onDisk := readSpellings(a.spellingsPath())
+	input, origins := fwBefore.restoreInput(p.Firewall, fwBefore.existingAsPlanned("ipv4", p.Firewall, sp))
 	if input != "" {
 		a.echo("iptables-restore --noflush <<EOF\n%sEOF", input)
 		if err := a.netfilter.restore(ctx, input, true); err != nil {
@@ -164,7 +165,7 @@ func (a *Applier) Apply(ctx context.Context, p plan.Plan) (Stats, error) {
 	if fw6Before != nil {
 		// Same policy, same transaction style; a failure undoes the IPv4
 		// part and the routing too, so the families never disagree.
-		input6, _ := fw6Before.restoreInput(p.Firewall6)
+		input6, _ := fw6Before.restoreInput(p.Firewall6, fw6Before.ourRules())
 		if input6 != "" {
 			a.echo("ip6tables-restore --noflush <<EOF\n%sEOF", input6)
 			if err := a.netfilter6.restore(ctx, input6, true); err != nil {
@@ -172,6 +173,11 @@ func (a *Applier) Apply(ctx context.Context, p plan.Plan) (Stats, error) {
 				return stats, a.rollback(ctx, err, routingBefore, fwBefore, fw6Before)
 			}
 		}
+	}
+	recordWritten("ipv4", p.Firewall, input, sp)
+	if err := writeSpellings(a.spellingsPath(), sp, onDisk); err != nil {
+		// Only speed is at stake: the chains are rewritten next time.
+		a.log.Warn("rule-file chains will be rewritten on every rebuild", "err", err)
 	}
 	stats.Took = time.Since(start)
 	stats.Firewall = stats.Took - stats.Read - stats.Routing
@@ -255,6 +261,10 @@ func originPrefix(origin string) string {
 // deletes other software's chains, as the original's --flush did.
 func (a *Applier) Stop(ctx context.Context, flushOthers bool) error {
 	var errs []error
+	// The chains go, and with them what was known of their spelling.
+	if err := os.Remove(a.spellingsPath()); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, fmt.Errorf("forgetting rule-file spellings: %w", err))
+	}
 	if now, err := a.readRouting(); err != nil {
 		errs = append(errs, err)
 	} else if err := a.setRouting(now, desiredRouting{}, false); err != nil {

@@ -325,9 +325,13 @@ func TestReapplyChangesNothing(t *testing.T) {
 		k.addForeign(t)
 		k.applyScenario(t, sc)
 		changes, restores, restores6 := len(k.routing.Log()), len(k.nf.Restores()), len(k.nf6.Restores())
+		requests := k.routing.Requests()
 		k.applyScenario(t, sc)
 		if log := k.routing.Log()[changes:]; len(log) > 0 {
 			t.Errorf("%s: re-applying changed routing:\n%s", sc.Name, strings.Join(log, "\n"))
+		}
+		if n := k.routing.Requests() - requests; n > 0 {
+			t.Errorf("%s: re-applying sent the kernel %d routing requests, want none", sc.Name, n)
 		}
 		if r := k.nf.Restores()[restores:]; len(r) > 0 {
 			t.Errorf("%s: re-applying restored the firewall:\n%s", sc.Name, strings.Join(r, "\n"))

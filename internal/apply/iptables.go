@@ -224,7 +224,7 @@ func (st firewallState) haveJump(table string, j plan.Jump) bool {
 // makes our part of the firewall the planned tables, from this saved
 // state. A table of ours the plan no longer has (raw, once no rule file
 // uses it) counts as planned empty, so its chains and jumps go too.
-func (st firewallState) restoreInput(tables []plan.Table) (string, []string) {
+func (st firewallState) restoreInput(tables []plan.Table, existing map[string]map[string][]string) (string, []string) {
 	all := slices.Clone(tables)
 	for _, name := range ourTables {
 		t := st[name]
@@ -234,7 +234,7 @@ func (st firewallState) restoreInput(tables []plan.Table) (string, []string) {
 		}
 	}
 	return render.RestoreWithOrigins(all, render.RestoreOptions{
-		HaveJump: st.haveJump, Stale: st.staleChains(all), StaleJumps: st.staleJumps(all), Existing: st.ourRules(),
+		HaveJump: st.haveJump, Stale: st.staleChains(all), StaleJumps: st.staleJumps(all), Existing: existing,
 	})
 }
 

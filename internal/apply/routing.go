@@ -70,6 +70,20 @@ func (a *Applier) readRouting() (routingState, error) {
 	return st, nil
 }
 
+// onlink reports whether a route (or any of its legs) is installed
+// onlink; the kernel's own flags (linkdown, dead) do not count.
+func onlink(r netlink.Route) bool {
+	if r.Flags&int(netlink.FLAG_ONLINK) != 0 {
+		return true
+	}
+	for _, nh := range r.MultiPath {
+		if nh.Flags&int(netlink.FLAG_ONLINK) != 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // ipv6DefaultMetric is IP6_RT_PRIO_USER, the metric the kernel gives an
 // IPv6 route that names none.
 const ipv6DefaultMetric = 1024
@@ -230,9 +244,19 @@ func vanished(err error) bool {
 // can no longer carry is logged and passed over instead of stopping the
 // rest from being restored.
 func (a *Applier) setRouting(now routingState, want desiredRouting, bestEffort bool) error {
+	installed := map[string]netlink.Route{}
+	for _, r := range now.routes {
+		installed[routeKey(r)] = r
+	}
 	wantRoutes := map[string]bool{}
 	for i, r := range want.routes {
 		r := r
+		if have, ok := installed[routeKey(r)]; ok && sameRoute(have, r) && onlink(have) == onlink(r) {
+			// Already there: a rebuild whose facts did not change sends
+			// the kernel nothing.
+			wantRoutes[routeKey(r)] = true
+			continue
+		}
 		if err := a.nl.RouteReplace(&r); err != nil {
 			if vanished(err) {
 				if bestEffort {

@@ -31,7 +31,9 @@ type Routing struct {
 	rules  []rule // in the kernel's order: by priority, then age
 	routes []route
 	log    []string
-	closed bool
+	// requests counts changing calls, no-ops included.
+	requests int
+	closed   bool
 	// lastIndex is the newest device's index; like the kernel, the fake
 	// does not hand out an index again.
 	lastIndex int
@@ -154,6 +156,14 @@ func (k *Routing) DelLink(name string) {
 	})
 }
 
+// Requests counts the changing netlink calls made, no-ops included: a
+// rebuild whose facts did not change should make none.
+func (k *Routing) Requests() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.requests
+}
+
 // Log returns every change made through the netlink methods, one line
 // each, oldest first; a route replaced by an identical one is no change.
 func (k *Routing) Log() []string {
@@ -229,6 +239,7 @@ func (k *Routing) change(describe func() string, do func() (changed bool, err er
 		return unix.EBADF
 	}
 	op := describe()
+	k.requests++
 	if k.Fail != nil {
 		if err := k.Fail(op); err != nil {
 			k.mu.Unlock()

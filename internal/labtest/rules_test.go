@@ -278,3 +278,24 @@ func TestRulesCommands(t *testing.T) {
 		t.Errorf("post-run command did not run with its argument as one word: %v", err)
 	}
 }
+
+// TestRuleFileChainsLeftAlone: rule files spelled unlike iptables-save
+// (`-s 192.168.1.5` comes back as `/32`, a force-route line in our own
+// PREROUTING chain) no longer make every rebuild rewrite their chains:
+// the second rebuild after a change learns the kernel's spelling, the
+// ones after it send no firewall transaction at all; an edit of the rule
+// file is still applied.
+func TestRuleFileChainsLeftAlone(t *testing.T) {
+	r := newRouter(t, lab.Options{Prefix: "spell"}, ispConf(1, 1))
+	r.writeRules("firewall", "10-site", "iptables -A INPUT -s 192.168.1.5 -p tcp --dport 2222 -j ACCEPT\nforce-route ISP1 -p tcp --dport 25\n")
+	r.mustRun()
+	r.mustRun()
+	if out := r.mustRun("-v"); strings.Contains(out, "iptables-restore") {
+		t.Errorf("a rebuild with unchanged facts and rule files rewrote the firewall:\n%s", out)
+	}
+	r.writeRules("firewall", "10-site", "iptables -A INPUT -s 192.168.1.6 -p tcp --dport 2222 -j ACCEPT\nforce-route ISP1 -p tcp --dport 25\n")
+	r.mustRun()
+	if save := r.sh("router", "iptables-save", "-t", "filter"); !strings.Contains(save, "-s 192.168.1.6/32") || strings.Contains(save, "192.168.1.5") {
+		t.Errorf("an edited rule file was not applied:\n%s", save)
+	}
+}
