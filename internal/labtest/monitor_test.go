@@ -123,8 +123,8 @@ func (r *router) allVia(k, n int, start time.Time, limit time.Duration) time.Dur
 }
 
 // TestMonitorSilentFailure: ISP1's upstream drops everything while its
-// carrier stays up; new connections succeed via ISP2 within 3 s (the
-// original: 8.5 s). The figure is logged; the assertion allows twice the
+// carrier stays up; new connections succeed via ISP2 within 2 s (the
+// original: 8.5 s). The figure is logged; the assertion allows three times the
 // target so a loaded machine does not make the test flaky (tools/bench
 // reports the figure against the target).
 func TestMonitorSilentFailure(t *testing.T) {
@@ -140,9 +140,9 @@ func TestMonitorSilentFailure(t *testing.T) {
 	}
 	fault := time.Now()
 	took := r.allVia(2, 10, fault, 6*time.Second)
-	t.Logf("silent failure: new connections all via ISP2 %.2f s after the fault (target 3 s)", took.Seconds())
+	t.Logf("silent failure: new connections all via ISP2 %.2f s after the fault (target 2 s)", took.Seconds())
 	r.waitState("ISP1", "down", time.Second)
-	// Recovery after a 25 s outage: ISP1 carries connections again within 10 s.
+	// Recovery after a 25 s outage: ISP1 carries connections again within 5 s (20 s allowed).
 	time.Sleep(25*time.Second - time.Since(fault))
 	if err := undo(); err != nil {
 		t.Fatal(err)
@@ -158,7 +158,7 @@ func TestMonitorSilentFailure(t *testing.T) {
 			t.Fatalf("ISP1 carries no new connection 20 s after the repair")
 		}
 	}
-	t.Logf("recovery: ISP1 up %.2f s after the repair, carrying connections %.2f s after (target 10 s)", back.Seconds(), time.Since(repaired).Seconds())
+	t.Logf("recovery: ISP1 up %.2f s after the repair, carrying connections %.2f s after (target 5 s)", back.Seconds(), time.Since(repaired).Seconds())
 }
 
 // TestMonitorCarrierLoss: ISP1 loses carrier; new connections succeed via

@@ -20,7 +20,7 @@ type Damping struct {
 }
 
 // DefaultDamping is ispbalance's policy: a failure after 10 min or more
-// of uptime (or the first one ever) is not held; failures sooner than that
+// of uptime (or the first one after the link first came up) is not held; failures sooner than that
 // give holds of 10 s, 20 s, 40 s, 80 s, 160 s, 320 s, then 10 min.
 // A single outage is therefore never delayed, and a link that fails
 // every few minutes ends up used for a few minutes out of every ten.
@@ -39,9 +39,15 @@ func (d Damping) Fail(f Flaps, now time.Time) Flaps {
 	if d.BaseHold <= 0 {
 		return f
 	}
-	if f.UpAt.IsZero() || now.Sub(f.UpAt) >= d.Calm {
+	switch {
+	case f.UpAt.IsZero():
+		// A link that never came up (probes lost while an uplink and its
+		// neighbours settle at start) has not flapped: its first real
+		// failure must not be held.
+		f.Streak = 0
+	case now.Sub(f.UpAt) >= d.Calm:
 		f.Streak = 1
-	} else if d.Hold(f) < d.MaxHold {
+	case d.Hold(f) < d.MaxHold:
 		// Beyond MaxHold a longer streak changes nothing.
 		f.Streak++
 	}

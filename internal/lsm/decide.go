@@ -136,8 +136,12 @@ func (d Decider) decide(cur LinkState, st Stats, now time.Time) (LinkState, Even
 
 func (d Decider) upRule(st Stats) bool {
 	s := d.s
-	return s.StartupAcceleration > 0 && st.ConsRcvd >= s.StartupAcceleration && st.ConsRcvd+1 >= st.Used ||
-		st.Timeout <= s.MinPacketLoss && st.ConsRcvd >= s.MinSuccessivePktsRcvd
+	rcvd := st.ConsRcvd
+	if s.PassInFlight {
+		rcvd = st.ConsRcvdSettled
+	}
+	return s.StartupAcceleration > 0 && rcvd >= s.StartupAcceleration && rcvd+1 >= st.Used ||
+		st.Timeout <= s.MinPacketLoss && rcvd >= s.MinSuccessivePktsRcvd
 }
 
 func (d Decider) event(state, prev State, st Stats, at time.Time) Event {

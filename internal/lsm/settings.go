@@ -59,6 +59,12 @@ type Settings struct {
 	// Damping holds a link that keeps failing down for longer each time.
 	// The zero value turns it off, as in lsm.
 	Damping Damping
+	// PassInFlight counts the replies in a row for the up rule from the
+	// newest probe that has an answer, passing over those still in
+	// flight, so a link whose RTT is several intervals can come up. lsm
+	// counts from the second newest probe, in flight or not; false keeps
+	// that.
+	PassInFlight bool
 }
 
 // FoolsmDefaults returns foolsm's built-in defaults (lsm/config.c
@@ -102,45 +108,54 @@ func NIBDefaults() Settings {
 // balance.conf sets none of the decision options. The targets, each
 // checked by a simulation in the tests:
 //
-//   - a silently dead upstream is down within 3 s: probes go out every
-//     300 ms and 8 consecutive misses mean down; probes in flight count
+//   - a silently dead upstream is down within 2 s: probes go out every
+//     200 ms and 8 consecutive misses mean down; probes in flight count
 //     as missing and the newest never counts, so the verdict comes at
-//     most (8+1)×300 ms = 2.7 s after the failure.
-//   - a repaired link is up again within 10 s, however long the outage:
-//     the loss count covers only the last 30 probes (9 s) instead of
+//     most (8+1)×200 ms = 1.8 s after the failure.
+//   - a repaired link is up again within 5 s, however long the outage:
+//     the loss count covers only the last 25 probes (5 s) instead of
 //     lsm's 100, and up needs at most 4 of them lost plus 10 replies in a
-//     row, so 26 good probes (7.8 s) are enough.
+//     row, so 21 good probes (4.2 s) are enough.
 //   - 10 % random loss must not bring a link down: that needs 8 losses in
-//     a row or 14 of 30. Over 60 s (200 decisions) the chance is below
-//     6.3·10⁻⁵: 1.7·10⁻⁶ for the run, at most 200 × 3.1·10⁻⁷ for the
-//     window (TestDefaultsFalseDownProbability computes both).
-//   - 70 % loss must bring it down: 14 of 30 lost is crossed within
-//     seconds, and a window of 30 probes at 70 % loss stays under 14 only
-//     with probability 0.002; simulated, the worst of 1000 runs took 14 s.
+//     a row or 13 of 25. Over 60 s (300 decisions) the chance is below
+//     6.3·10⁻⁵: about 3·10⁻⁶ for the run, at most 300 × 1.5·10⁻⁷ for
+//     the window (TestDefaultsFalseDownProbability computes both).
+//   - 70 % loss must bring it down: 13 of 25 lost is crossed within
+//     seconds, and a window of 25 probes at 70 % loss stays under 13 only
+//     with probability 0.017 (the next probes give new chances);
+//     simulated, the worst of 200 runs is logged by the tests.
+//   - a geostationary satellite link (600 ms RTT) comes up and stays up:
+//     about three probes are in flight at a time, far from 8, every reply
+//     beats the 1 s timeout, and the replies in a row that the up rule
+//     wants are counted from the newest answered probe (PassInFlight).
+//
+// The price of the faster verdicts is probe traffic: five echo requests a
+// second per ISP and target (a few hundred bytes a second), and a link
+// whose RTT stays above 8×200 ms = 1.6 s, or above the 1 s timeout, is
+// called down. Setting any decision option in balance.conf switches to
+// lsm's rules and the original's defaults (interval_ms=1000 and so on);
+// interval_ms, max_successive_pkts_lost and the window are the knobs.
 //
 // A lower threshold or a shorter window would catch 70 % loss sooner but
 // brings the 10 % false-down chance into the 10⁻³ range; a longer window
-// would break the 10 s recovery.
+// would break the 5 s recovery.
 //
 // Carrier loss is not this package's business: the daemon watches it
 // over netlink and needs no probe at all to see it.
-//
-// The 1 s timeout keeps a reply delayed by a saturated uplink from
-// counting as lost; the in-flight rule above still calls a link down
-// whose RTT stays above 8×300 ms = 2.4 s.
 //
 // Damping (see DefaultDamping) holds a flapping link down; a single
 // outage is never held.
 func Defaults() Settings {
 	s := NIBDefaults()
-	s.Interval = 300 * time.Millisecond
+	s.Interval = 200 * time.Millisecond
 	s.Timeout = 1000 * time.Millisecond
-	s.MaxPacketLoss = 14
+	s.MaxPacketLoss = 13
 	s.MaxSuccessivePktsLost = 8
 	s.MinPacketLoss = 4
 	s.MinSuccessivePktsRcvd = 10
-	s.Window = 30
+	s.Window = 25
 	s.Damping = DefaultDamping()
+	s.PassInFlight = true
 	return s
 }
 

@@ -49,8 +49,13 @@ type Stats struct {
 	// still in flight count, as in lsm: with the newest excluded, a link
 	// whose RTT exceeds interval×max_successive_pkts_lost looks down.
 	ConsMiss int
-	AvgRTT   time.Duration // mean over replied probes, late ones included
-	Used     int           // slots ever used, at most the window size
+	// ConsRcvdSettled is ConsRcvd counted from the newest probe that has
+	// an answer or timed out, passing over those still in flight: on a
+	// link whose RTT is several intervals (a satellite), ConsRcvd stays 0
+	// however well it answers.
+	ConsRcvdSettled int
+	AvgRTT          time.Duration // mean over replied probes, late ones included
+	Used            int           // slots ever used, at most the window size
 }
 
 // NewWindow returns an empty window of size probes in which a probe
@@ -144,7 +149,29 @@ func (w *Window) Stats(now time.Time) Stats {
 	st.ConsWait = w.run(func(s *slot) bool { return s.waiting })
 	st.ConsMiss = w.run(func(s *slot) bool { return s.waiting || s.timeout })
 	st.ConsRcvd = w.run(func(s *slot) bool { return s.replied && !s.timeout })
+	st.ConsRcvdSettled = w.runSettled(func(s *slot) bool { return s.replied && !s.timeout })
 	return st
+}
+
+// runSettled is run after passing over the probes still in flight (sent,
+// unanswered, not yet timed out) at the newest end.
+func (w *Window) runSettled(ok func(*slot) bool) int {
+	n, settled := 0, false
+	for k := 1; k <= len(w.slots); k++ {
+		s := &w.slots[(w.newest-k%len(w.slots)+len(w.slots))%len(w.slots)]
+		if !s.used {
+			break
+		}
+		if !settled && s.waiting && !s.timeout {
+			continue
+		}
+		settled = true
+		if !ok(s) {
+			break
+		}
+		n++
+	}
+	return n
 }
 
 // run counts consecutive probes matching ok, walking back from the second

@@ -104,6 +104,8 @@ func TestWindowStats(t *testing.T) {
 			w := NewWindow(tt.size, time.Second)
 			last := probes(w, tt.pattern)
 			got := w.Stats(last.Add(tt.after))
+			// The settled count has its own test below.
+			got.ConsRcvdSettled = 0
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("stats mismatch (-want +got):\n%s", diff)
 			}
@@ -158,5 +160,29 @@ func TestWindowSequenceWraps(t *testing.T) {
 	// Probes from both sides of the wrap can still be answered.
 	if !w.Reply(SeqLimit-2, at) || !w.Reply(2, at) {
 		t.Error("replies across the sequence wrap refused")
+	}
+}
+
+// TestConsRcvdSettled: the replies in a row are counted past the probes
+// still in flight, but not past one that timed out or a late reply.
+func TestConsRcvdSettled(t *testing.T) {
+	tests := []struct {
+		pattern string
+		after   time.Duration
+		want    int
+	}{
+		{"rrrr", 0, 3},                   // the newest never counts, as in ConsRcvd
+		{"rrrr...", 0, 4},                // three in flight passed over
+		{"rrrr...", 15 * time.Second, 0}, // they timed out: a miss ends the run
+		{"r.rr..", 0, 2},
+	}
+	for _, tt := range tests {
+		// probes sends one a second: a 10 s timeout keeps the unanswered
+		// ones in flight.
+		w := NewWindow(10, 10*time.Second)
+		last := probes(w, tt.pattern)
+		if got := w.Stats(last.Add(tt.after)).ConsRcvdSettled; got != tt.want {
+			t.Errorf("%q after %v: ConsRcvdSettled %d, want %d", tt.pattern, tt.after, got, tt.want)
+		}
 	}
 }

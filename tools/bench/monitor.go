@@ -112,9 +112,9 @@ func benchMonitor(idle time.Duration) error {
 
 	row := "%-44s %12s %10s %12s\n"
 	fmt.Printf(row, "", "measured", "target", "original")
-	fmt.Printf(row, "failover, upstream silently dead", secs(silent), "3 s", "8.5 s")
+	fmt.Printf(row, "failover, upstream silently dead", secs(silent), "2 s", "8.5 s")
 	fmt.Printf(row, "failover, carrier lost", secs(carrier), "0.5 s", "7.8 s")
-	fmt.Printf(row, "recovery after a 25 s outage", secs(recovery), "10 s", "about 90 s")
+	fmt.Printf(row, "recovery after a 25 s outage", secs(recovery), "5 s", "about 90 s")
 	fmt.Printf(row, fmt.Sprintf("resident memory (after %v)", idle.Round(time.Second)), fmt.Sprintf("%.1f MB", float64(max(rss0, rss1))/1024), "15 MB", "")
 	fmt.Printf(row, fmt.Sprintf("CPU over %v", idle.Round(time.Second)), fmt.Sprintf("%.2f %%", cpuShare), "1 %", "")
 	return nil
