@@ -448,7 +448,9 @@ func Status(opts Options) (render.StatusReport, error) {
 		// Reading the firewall needs root; the rest of the status does not.
 		report.Firewall = fmt.Sprintf("unknown (%v)", err)
 	}
-	if !report.Stopped {
+	installed, err := apply.Installed()
+	report.NotInstalled = err == nil && !installed
+	if !report.Stopped && !report.NotInstalled {
 		report.Drift = installedDrift(opts, f.Plan)
 	}
 	for _, s := range f.Config.Services {

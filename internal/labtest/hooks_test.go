@@ -553,6 +553,12 @@ func runningPid(t *testing.T, runDir string) int {
 // starts it again, and hooks work again.
 func TestStopSticks(t *testing.T) {
 	r := newRouter(t, lab.Options{Prefix: "stick"}, ispConf(1, 1))
+	// A router where ispbalance never ran says so, without iptables'
+	// complaints about chains that do not exist.
+	if st := r.mustRun("-s"); !strings.Contains(st, "Balancing: not installed") || !strings.Contains(st, "Firewall: not installed (iptables") ||
+		strings.Contains(st, "does not exist") || strings.Contains(st, "Installed differs") {
+		t.Errorf("status before the first run:\n%s", st)
+	}
 	before := withoutEmptyTables(r.kernelState())
 	r.mustRun()
 	r.mustRun("stop")

@@ -372,6 +372,9 @@ type StatusReport struct {
 	// Drift lists where the kernel differs from what a rebuild would
 	// install now.
 	Drift []string `json:"drift,omitempty"`
+	// NotInstalled says nothing of ispbalance's is in the kernel: it was
+	// never started here, or stopped.
+	NotInstalled bool `json:"not_installed"`
 	// Stopped says `ifup-balance stop` was the last word: hooks and
 	// external lsm events change nothing until balancing is started again.
 	Stopped bool `json:"stopped"`
@@ -435,8 +438,11 @@ func Status(w io.Writer, report StatusReport) error {
 }
 
 func writeMonitor(w io.Writer, report StatusReport) {
-	if report.Stopped {
+	switch {
+	case report.Stopped:
 		fmt.Fprintln(w, "Balancing: stopped by `ifup-balance stop`; hooks do nothing until `ifup-balance` or the service starts it again")
+	case report.NotInstalled:
+		fmt.Fprintln(w, "Balancing: not installed (run ifup-balance, or start the service, to balance)")
 	}
 	if len(report.Drift) > 0 {
 		fmt.Fprintln(w, "Installed differs from discovered (a rebuild, or the monitor within seconds, brings them together):")
