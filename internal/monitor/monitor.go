@@ -699,6 +699,10 @@ func (m *Monitor) decide(name string, l *link, now time.Time, changed *[]string)
 		ev.CheckIP = l.dsts[0].String()
 	}
 	m.transition(name, l, ev)
+	if ev.State == lsm.Down && l.state.Hold > 0 {
+		m.log.Warn("isp held down: it keeps failing, so its probes must answer for longer before it is used again",
+			"isp", name, "hold", l.state.Hold, "failures_in_a_row", l.state.Flaps.Streak)
+	}
 	*changed = append(*changed, name+" "+ev.State.String())
 }
 

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ispbalance/ispbalance/internal/lsm"
 )
 
 func TestRepairLimiter(t *testing.T) {
@@ -51,6 +53,25 @@ func TestRepairLimiter(t *testing.T) {
 	for i := 0; i < repairBurst; i++ {
 		if _, ok := l.judge(found, 1, false, at); !ok {
 			t.Fatalf("after a quiet spell, repair %d was held back", i+1)
+		}
+	}
+}
+
+func TestHoldLeft(t *testing.T) {
+	now := time.Unix(5000, 0)
+	tests := []struct {
+		st   lsm.LinkState
+		want time.Duration
+	}{
+		{lsm.LinkState{State: lsm.Up, Hold: 10 * time.Second}, 0},
+		{lsm.LinkState{State: lsm.Down}, 0},
+		{lsm.LinkState{State: lsm.Down, Hold: 20 * time.Second}, 20 * time.Second},
+		{lsm.LinkState{State: lsm.Down, Hold: 20 * time.Second, GoodSince: now.Add(-5 * time.Second)}, 15 * time.Second},
+		{lsm.LinkState{State: lsm.LongDown, Hold: 20 * time.Second, GoodSince: now.Add(-25 * time.Second)}, 0},
+	}
+	for _, tt := range tests {
+		if got := holdLeft(tt.st, now); got != tt.want {
+			t.Errorf("%+v: hold left %v, want %v", tt.st, got, tt.want)
 		}
 	}
 }

@@ -33,6 +33,7 @@ func (m *Monitor) snapshot(now time.Time) Snapshot {
 		if st.Used > 0 {
 			is.LossPercent = 100 * float64(st.Timeout) / float64(st.Used)
 		}
+		is.HoldSeconds = holdLeft(l.state, now).Seconds()
 		for _, dst := range l.dsts {
 			ts := render.MonitorTarget{Addr: dst.String(), Last: "not probed yet"}
 			if r := l.results[dst]; r != nil && !r.SentAt.IsZero() {
@@ -139,4 +140,16 @@ func (m *Monitor) reload(load func() (Options, error)) {
 		l.resolved = time.Time{}
 	}
 	m.log.Info("configuration reloaded")
+}
+
+// holdLeft is how much longer a link held down by flap damping must keep
+// passing the up rule: all of the hold while the rule does not hold yet.
+func holdLeft(st lsm.LinkState, now time.Time) time.Duration {
+	if st.State == lsm.Up || st.Hold <= 0 {
+		return 0
+	}
+	if st.GoodSince.IsZero() {
+		return st.Hold
+	}
+	return max(st.Hold-now.Sub(st.GoodSince), 0)
 }

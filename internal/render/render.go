@@ -356,6 +356,9 @@ type MonitorISP struct {
 	AvgRTTms    float64         `json:"avg_rtt_ms"`
 	Targets     []MonitorTarget `json:"targets"`
 	Warning     string          `json:"warning,omitempty"`
+	// HoldSeconds is set for a link that flap damping holds down: how
+	// much longer its probes must keep answering before it goes up.
+	HoldSeconds float64 `json:"hold_seconds,omitempty"`
 }
 
 // MonitorTarget is one probe target's latest result.
@@ -477,7 +480,11 @@ func writeMonitor(w io.Writer, report StatusReport) {
 		if !is.Since.IsZero() {
 			since = is.Since.Format("2006-01-02 15:04:05")
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%.0f %%\t%.1f ms\t%s\n", is.Service, is.State, since, is.LossPercent, is.AvgRTTms, strings.Join(targets, ", "))
+		state := is.State
+		if is.HoldSeconds > 0 {
+			state += fmt.Sprintf(" (held: flapping, %.0f s more of good probes)", is.HoldSeconds)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%.0f %%\t%.1f ms\t%s\n", is.Service, state, since, is.LossPercent, is.AvgRTTms, strings.Join(targets, ", "))
 	}
 	tw.Flush()
 	for _, is := range m.ISPs {
