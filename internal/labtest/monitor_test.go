@@ -409,11 +409,22 @@ func TestMonitorInstanceStatusAndReload(t *testing.T) {
 	if err == nil || !strings.Contains(string(out), "a monitor already runs") {
 		t.Errorf("a second monitor was not refused: %s, %v", out, err)
 	}
-	time.Sleep(1100 * time.Millisecond) // one status snapshot period
-	st := r.mustRun("-s")
-	for _, want := range []string{"Monitor: running", "203.0.113.10: reply in", "100.64.2.1: reply in", "warning: ISP2: probing the gateway only"} {
-		if !strings.Contains(st, want) {
-			t.Errorf("status lacks %q:\n%s", want, st)
+	wants := []string{"Monitor: running", "203.0.113.10: reply in", "100.64.2.1: reply in", "warning: ISP2: probing the gateway only"}
+	var st string
+	for start := time.Now(); ; time.Sleep(100 * time.Millisecond) {
+		st = r.mustRun("-s")
+		missing := ""
+		for _, want := range wants {
+			if !strings.Contains(st, want) {
+				missing = want
+			}
+		}
+		if missing == "" {
+			break
+		}
+		if time.Since(start) > 5*time.Second {
+			t.Errorf("status lacks %q after 5 s:\n%s", missing, st)
+			break
 		}
 	}
 	js := r.mustRun("-s", "--json")

@@ -147,6 +147,9 @@ type targetResult struct {
 	Replied bool
 	RTT     time.Duration
 	SentAt  time.Time
+	// Settled is the previous probe's outcome, what the status shows
+	// while the newest is still on its way.
+	Settled *targetResult
 }
 
 type link struct {
@@ -673,7 +676,12 @@ func (m *Monitor) probeDue(ctx context.Context, now time.Time) []string {
 				res = &targetResult{Addr: dst}
 				l.results[dst] = res
 			}
+			prev := *res
+			prev.Settled = nil
 			*res = targetResult{Addr: dst, LastSeq: echoSeq, SentAt: now}
+			if !prev.SentAt.IsZero() {
+				res.Settled = &prev
+			}
 			if err := l.conn.Send(dst, echoSeq); err != nil {
 				m.log.Debug("probe not sent", "isp", name, "target", dst, "err", err)
 			}

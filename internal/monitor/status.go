@@ -36,7 +36,13 @@ func (m *Monitor) snapshot(now time.Time) Snapshot {
 		is.HoldSeconds = holdLeft(l.state, now).Seconds()
 		for _, dst := range l.dsts {
 			ts := render.MonitorTarget{Addr: dst.String(), Last: "not probed yet"}
-			if r := l.results[dst]; r != nil && !r.SentAt.IsZero() {
+			r := l.results[dst]
+			if r != nil && !r.Replied && now.Sub(r.SentAt) <= l.settings.Timeout && r.Settled != nil {
+				// The newest probe is on its way; say how the one before
+				// it went.
+				r = r.Settled
+			}
+			if r != nil && !r.SentAt.IsZero() {
 				switch {
 				case r.Replied:
 					ts.Last = fmt.Sprintf("reply in %.1f ms", float64(r.RTT.Microseconds())/1000)
