@@ -4,11 +4,9 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/vishvananda/netlink"
 
-	kn "github.com/ispbalance/ispbalance/internal/kernelnames"
 	"github.com/ispbalance/ispbalance/internal/plan"
 	"github.com/ispbalance/ispbalance/internal/render"
 )
@@ -106,7 +104,9 @@ func firewallDrift(family string, tables []plan.Table, fw firewallState) []strin
 				missing = append(missing, fmt.Sprintf("%schain %s in %s", family, c.Name, t.Name))
 				continue
 			}
-			if !canonical(c) {
+			if adminSpelled(c) {
+				// Written as the admin spelled it; iptables-save spells it
+				// its own way.
 				continue
 			}
 			have := saved.rules[c.Name]
@@ -120,18 +120,4 @@ func firewallDrift(family string, tables []plan.Table, fw firewallState) []strin
 		}
 	}
 	return missing
-}
-
-// canonical reports whether a chain holds only ispbalance's own rules,
-// which it writes as iptables-save prints them back.
-func canonical(c plan.Chain) bool {
-	if strings.HasPrefix(c.Name, kn.UserChainPrefix) {
-		return false
-	}
-	for i := range c.Rules {
-		if c.Origin(i) != "" {
-			return false
-		}
-	}
-	return true
 }

@@ -276,16 +276,12 @@ func rebuildLocked(ctx context.Context, opts Options, up UpSet, flushOthers bool
 		lastErr  error
 	)
 	for attempt := 1; ; attempt++ {
-		var prev *plan.Plan
-		if attempt > 1 {
-			failed := f.Plan
-			prev = &failed
-		}
+		failed := f.Plan
 		f, err = Gather(opts, up)
 		if err != nil {
 			return f, err
 		}
-		if prev != nil && reflect.DeepEqual(*prev, f.Plan) {
+		if attempt > 1 && reflect.DeepEqual(failed, f.Plan) {
 			// The same facts failed twice: this is no race with another
 			// program but a real error.
 			return f, lastErr

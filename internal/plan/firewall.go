@@ -20,7 +20,7 @@ var logChains = []struct {
 	{kn.ChainDropPerm, "ACCESS-DENIED", []string{"-j", "DROP"}},
 	{kn.ChainDropSpoof, "SPOOFED", []string{"-j", "DROP"}},
 	{kn.ChainDropFlood, "FLOOD", []string{"-j", "DROP"}},
-	{kn.ChainRejectPerm, "REJECTED", []string{"-j", "REJECT", "--reject-with", "icmp-port-unreachable"}},
+	{kn.ChainRejectPerm, "REJECTED", nil}, // the family's REJECT: see logAndActChains
 	{kn.ChainDebug, "DEBUG", nil},
 }
 
@@ -59,17 +59,28 @@ func userJump(u *userRules, table, builtin string) [][]string {
 	return nil
 }
 
-func filterTable(cfg *config.Config, p Plan, u *userRules) Table {
+// logAndActChains builds the log-and-act chains; reject is the REJECT
+// rule, which differs by family.
+func logAndActChains(reject []string) []Chain {
 	var chains []Chain
 	for _, lc := range logChains {
 		c := Chain{Name: lc.name, Rules: [][]string{
 			r("-m", "limit", "--limit", "1/min", "--limit-burst", "1", "-j", "LOG", "--log-prefix", kn.LogPrefix+lc.prefix+": "),
 		}}
-		if lc.action != nil {
-			c.Rules = append(c.Rules, lc.action)
+		action := lc.action
+		if lc.name == kn.ChainRejectPerm {
+			action = reject
+		}
+		if action != nil {
+			c.Rules = append(c.Rules, action)
 		}
 		chains = append(chains, c)
 	}
+	return chains
+}
+
+func filterTable(cfg *config.Config, p Plan, u *userRules) Table {
+	chains := logAndActChains(r("-j", "REJECT", "--reject-with", "icmp-port-unreachable"))
 
 	input := Chain{Name: kn.ChainInput, Rules: [][]string{
 		r("-i", "lo", "-j", "ACCEPT"),
@@ -161,6 +172,31 @@ func devices(p Plan) []string {
 
 func markArg(m uint32) string { return kn.FormatMark(m) + "/" + kn.FormatMark(kn.MarkMask) }
 
+// markChain assigns a connection to an ISP: the mark on the packet routes
+// it, the mark saved on the connection keeps its later packets there.
+func markChain(isp ISP) Chain {
+	mask := kn.FormatMark(kn.MarkMask)
+	return Chain{Name: kn.MarkChain(isp.Name), Rules: [][]string{
+		r("-j", "MARK", "--set-xmark", markArg(isp.Mark)),
+		r("-j", "CONNMARK", "--save-mark", "--nfmask", mask, "--ctmask", mask),
+	}}
+}
+
+// mssClamps are the mangle FORWARD rules for ppp uplinks: PPPoE's smaller
+// MTU breaks path-MTU discovery behind many firewalls, and clamping the
+// MSS of SYNs avoids stalled sessions.
+func mssClamps(isps []ISP) [][]string {
+	var rules [][]string
+	for _, isp := range isps {
+		if isp.PPP {
+			rules = append(rules,
+				r("-o", isp.Kernel, "-p", "tcp", "-m", "tcp", "--tcp-flags", "SYN,RST", "SYN", "-j", "TCPMSS", "--clamp-mss-to-pmtu"),
+				r("-i", isp.Kernel, "-p", "tcp", "-m", "tcp", "--tcp-flags", "SYN,RST", "SYN", "-j", "TCPMSS", "--clamp-mss-to-pmtu"))
+		}
+	}
+	return rules
+}
+
 func mangleTable(p Plan, u *userRules) (Table, error) {
 	mask := kn.FormatMark(kn.MarkMask)
 	pre := Chain{Name: kn.ChainPrerouting, Rules: [][]string{
@@ -176,10 +212,7 @@ func mangleTable(p Plan, u *userRules) (Table, error) {
 	}
 	var chains []Chain
 	for _, isp := range p.ISPs {
-		chains = append(chains, Chain{Name: kn.MarkChain(isp.Name), Rules: [][]string{
-			r("-j", "MARK", "--set-xmark", markArg(isp.Mark)),
-			r("-j", "CONNMARK", "--save-mark", "--nfmask", mask, "--ctmask", mask),
-		}})
+		chains = append(chains, markChain(isp))
 		// Connections that arrive on an ISP are tied to it, so replies to
 		// them (port forwards, services on the router) leave the same way.
 		in := r("-i", isp.Kernel)
@@ -200,16 +233,7 @@ func mangleTable(p Plan, u *userRules) (Table, error) {
 	}
 	balance := Chain{Name: kn.ChainBalance, Rules: balanceRules(p)}
 
-	forward := Chain{Name: kn.ChainForward, Rules: userJump(u, "mangle", "FORWARD")}
-	for _, isp := range p.ISPs {
-		if isp.PPP {
-			// PPPoE's smaller MTU breaks path-MTU discovery behind many
-			// firewalls; clamping the MSS of SYNs avoids stalled sessions.
-			forward.Rules = append(forward.Rules,
-				r("-o", isp.Kernel, "-p", "tcp", "-m", "tcp", "--tcp-flags", "SYN,RST", "SYN", "-j", "TCPMSS", "--clamp-mss-to-pmtu"),
-				r("-i", isp.Kernel, "-p", "tcp", "-m", "tcp", "--tcp-flags", "SYN,RST", "SYN", "-j", "TCPMSS", "--clamp-mss-to-pmtu"))
-		}
-	}
+	forward := Chain{Name: kn.ChainForward, Rules: append(userJump(u, "mangle", "FORWARD"), mssClamps(p.ISPs)...)}
 	chains = append([]Chain{pre, balance, forward}, chains...)
 	chains = append(chains, u.userChains("mangle")...)
 	jumps := []Jump{{"PREROUTING", kn.ChainPrerouting}, {"FORWARD", kn.ChainForward}}

@@ -51,20 +51,7 @@ var errorTypes = []int{icmp6DestUnreachable, icmp6PacketTooBig, icmp6TimeExceede
 // under the same names (the families keep separate tables) plus what
 // IPv6 cannot live without.
 func planFirewall6(cfg *config.Config, p Plan) []Table {
-	var chains []Chain
-	for _, lc := range logChains {
-		c := Chain{Name: lc.name, Rules: [][]string{
-			r("-m", "limit", "--limit", "1/min", "--limit-burst", "1", "-j", "LOG", "--log-prefix", kn.LogPrefix+lc.prefix+": "),
-		}}
-		action := lc.action
-		if lc.name == kn.ChainRejectPerm {
-			action = r("-j", "REJECT", "--reject-with", "icmp6-port-unreachable")
-		}
-		if action != nil {
-			c.Rules = append(c.Rules, action)
-		}
-		chains = append(chains, c)
-	}
+	chains := logAndActChains(r("-j", "REJECT", "--reject-with", "icmp6-port-unreachable"))
 
 	input := Chain{Name: kn.ChainInput, Rules: [][]string{
 		r("-i", "lo", "-j", "ACCEPT"),

@@ -100,10 +100,7 @@ func mangleTable6(p Plan) Table {
 	var chains []Chain
 	var routing []ISP
 	for _, isp := range ipv6ISPs(p) {
-		chains = append(chains, Chain{Name: kn.MarkChain(isp.Name), Rules: [][]string{
-			r("-j", "MARK", "--set-xmark", markArg(isp.Mark)),
-			r("-j", "CONNMARK", "--save-mark", "--nfmask", mask, "--ctmask", mask),
-		}})
+		chains = append(chains, markChain(isp))
 		pre.add(r("-i", isp.Kernel, "-m", "conntrack", "--ctstate", "NEW", "-j", kn.MarkChain(isp.Name)))
 		if isp.Routing6 {
 			routing = append(routing, isp)
@@ -113,14 +110,7 @@ func mangleTable6(p Plan) Table {
 		pre.add(r("-i", lan.Kernel, "-m", "conntrack", "--ctstate", "NEW", "-m", "addrtype", "!", "--dst-type", "LOCAL", "-j", kn.ChainBalance))
 	}
 	balance := Chain{Name: kn.ChainBalance, Rules: balanceCascade(p.Mode, routing)}
-	forward := Chain{Name: kn.ChainForward}
-	for _, isp := range ipv6ISPs(p) {
-		if isp.PPP {
-			forward.Rules = append(forward.Rules,
-				r("-o", isp.Kernel, "-p", "tcp", "-m", "tcp", "--tcp-flags", "SYN,RST", "SYN", "-j", "TCPMSS", "--clamp-mss-to-pmtu"),
-				r("-i", isp.Kernel, "-p", "tcp", "-m", "tcp", "--tcp-flags", "SYN,RST", "SYN", "-j", "TCPMSS", "--clamp-mss-to-pmtu"))
-		}
-	}
+	forward := Chain{Name: kn.ChainForward, Rules: mssClamps(ipv6ISPs(p))}
 	chains = append([]Chain{pre, balance, forward}, chains...)
 	return Table{Name: "mangle", Chains: chains, Jumps: []Jump{{"PREROUTING", kn.ChainPrerouting}, {"FORWARD", kn.ChainForward}}}
 }

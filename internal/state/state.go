@@ -81,20 +81,20 @@ func AcquireContext(ctx context.Context, path string, timeout time.Duration) (*L
 	if err != nil {
 		return nil, fmt.Errorf("opening lock %s: %w", path, err)
 	}
-	fd := int(f.Fd())
-	err = syscall.Flock(fd, syscall.LOCK_EX|syscall.LOCK_NB)
-	if errors.Is(err, syscall.EWOULDBLOCK) {
-		err = waitFlock(ctx, f, timeout)
-		if errors.Is(err, errGaveUp) {
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("locking %s: %w", path, err)
+		}
+		// waitFlock owns f from here unless it got the lock.
+		switch err := waitFlock(ctx, f, timeout); {
+		case errors.Is(err, errGaveUp):
 			return nil, fmt.Errorf("%s holds %s for more than %v", holder(path), path, timeout)
-		}
-		if err != nil && ctx.Err() != nil {
+		case err != nil && ctx.Err() != nil:
 			return nil, fmt.Errorf("waiting for %s: %w", path, ctx.Err())
+		case err != nil:
+			return nil, fmt.Errorf("locking %s: %w", path, err)
 		}
-	}
-	if err != nil {
-		f.Close()
-		return nil, fmt.Errorf("locking %s: %w", path, err)
 	}
 	// The pid lets a run that gives up waiting say who held it up.
 	if f.Truncate(0) == nil {
