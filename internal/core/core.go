@@ -138,6 +138,7 @@ func Gather(opts Options, up UpSet) (Facts, error) {
 			Kernel: l.Kernel, Present: l.Present, Carrier: l.Up, AdminDown: l.AdminDown, Addr: l.Addr,
 			Gateway: l.Gateway, GatewayFrom: l.GatewayFrom, Problem: l.Problem, PointToPoint: l.PointToPoint,
 			V6Addr: l.V6.Addr, V6Gateway: l.V6.Gateway, V6GatewayFrom: l.V6.GatewayFrom,
+			V6Delegated: l.V6.Delegated,
 		}
 	}
 	f.Plan, err = plan.Build(in)

@@ -21,6 +21,10 @@ type IPv6 struct {
 	// device, installed by the kernel from a router advertisement) or
 	// FromRoute (the same route installed by anything else).
 	GatewayFrom string
+	// Delegated is the prefix the ISP delegated to the router (DHCPv6-PD),
+	// as a DHCP client recorded it; DelegatedFrom names that record.
+	Delegated     netip.Prefix
+	DelegatedFrom string
 }
 
 // FromRA says an IPv6 gateway came from a router advertisement.

@@ -36,6 +36,8 @@ type Link struct {
 	V6Addr        netip.Prefix
 	V6Gateway     netip.Addr
 	V6GatewayFrom string
+	// V6Delegated is the prefix the ISP delegated to the router, if any.
+	V6Delegated netip.Prefix
 }
 
 // Input is everything Build needs.
@@ -82,6 +84,10 @@ type ISP struct {
 	Gateway6 netip.Addr
 	GwFrom6  string
 	Routing6 bool
+	// Delegated6 is the prefix the ISP delegated to the router (invalid
+	// when none): LAN hosts may be numbered from it, and NPTv6 translates
+	// into it.
+	Delegated6 netip.Prefix
 }
 
 // HasIPv6 says the ISP carries IPv6.
@@ -93,6 +99,9 @@ type LAN struct {
 	Device string
 	Kernel string
 	Addr   netip.Prefix
+	// Addr6 is the LAN device's IPv6 address and prefix (a ULA or part of
+	// a delegated prefix); invalid when it has none.
+	Addr6 netip.Prefix
 }
 
 // Skipped is a configured service left out because its device is missing
@@ -275,6 +284,7 @@ func Build(in Input) (Plan, error) {
 		isp.Routing = isp.Up && isp.Carrier
 		if cfg.IPv6 && !isp.Alias && l.V6Addr.IsValid() && l.V6Gateway.IsValid() {
 			isp.Addr6, isp.Gateway6, isp.GwFrom6 = l.V6Addr, l.V6Gateway, l.V6GatewayFrom
+			isp.Delegated6 = l.V6Delegated
 		}
 		p.ISPs = append(p.ISPs, isp)
 	}
@@ -289,7 +299,11 @@ func Build(in Input) (Plan, error) {
 			p.Skipped = append(p.Skipped, Skipped{s.Name, s.Device, reason(l, ok)})
 			continue
 		}
-		p.LANs = append(p.LANs, LAN{Name: s.Name, Device: s.Device, Kernel: l.Kernel, Addr: l.Addr})
+		lan := LAN{Name: s.Name, Device: s.Device, Kernel: l.Kernel, Addr: l.Addr}
+		if cfg.IPv6 {
+			lan.Addr6 = l.V6Addr
+		}
+		p.LANs = append(p.LANs, lan)
 	}
 	user, err := expandRuleFiles(cfg, in, p)
 	if err != nil {
