@@ -97,6 +97,12 @@ type Config struct {
 	IPv6 bool
 	// IPv6Gateways pins ISPs' IPv6 gateways, by service name.
 	IPv6Gateways map[string]IPv6Gateway
+	// IPv6Prefixes pins the prefixes ISPs delegate to the router (a
+	// business line's static prefix), by service name.
+	IPv6Prefixes map[string]IPv6Prefix
+	// IPv6NAT says how LAN IPv6 leaves by ISPs whose prefix it does not
+	// carry.
+	IPv6NAT IPv6NAT
 	// MonitorOptions are passed to the link monitor.
 	MonitorOptions []Option
 }
@@ -106,6 +112,29 @@ type IPv6Gateway struct {
 	Addr netip.Addr
 	Line int
 }
+
+// IPv6Prefix is one ipv6_prefix line.
+type IPv6Prefix struct {
+	Prefix netip.Prefix
+	Line   int
+}
+
+// IPv6NAT is the balance.conf `ipv6_nat` setting.
+type IPv6NAT string
+
+const (
+	// IPv6NATAuto balances each new LAN connection by weight and
+	// translates it when it leaves by an ISP whose prefix it does not
+	// carry: a 1:1 prefix mapping into the ISP's delegated prefix where
+	// one is long enough, else NAT66 to the uplink address.
+	IPv6NATAuto IPv6NAT = "auto"
+	// IPv6NATFailover routes LAN hosts by source prefix to the ISP that
+	// delegated it, and translates only what must leave by another ISP
+	// (its own ISP is down, or it has no ISP's prefix).
+	IPv6NATFailover IPv6NAT = "failover"
+	// IPv6NATOff routes by source prefix and never translates.
+	IPv6NATOff IPv6NAT = "off"
+)
 
 // LastResort is the balance.conf `last_resort` setting.
 type LastResort string
@@ -203,7 +232,7 @@ var settingName = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
 // Parse reads balance.conf from r; name is used in error messages.
 func Parse(name string, r io.Reader) (*Config, error) {
 	c := &Config{Path: name, Mode: Balanced, InternetSSH: true, FlushConntrack: true, LastResort: LastResortCarrier,
-		IPv6: true, IPv6Gateways: map[string]IPv6Gateway{}}
+		IPv6: true, IPv6Gateways: map[string]IPv6Gateway{}, IPv6Prefixes: map[string]IPv6Prefix{}, IPv6NAT: IPv6NATAuto}
 	var rawGroups []rawGroup
 	seenSetting := map[string]int{}
 	sc := newLineScanner(r)
@@ -303,6 +332,36 @@ func Parse(name string, r io.Reader) (*Config, error) {
 					return nil, fail("ipv6_gateway for %s is set again (first at line %d)", f[0], prev.Line)
 				}
 				c.IPv6Gateways[f[0]] = IPv6Gateway{Addr: gw, Line: lineNo}
+			case "ipv6_prefix":
+				f := strings.Fields(value)
+				if len(f) != 2 {
+					return nil, fail("ipv6_prefix wants SERVICE PREFIX, not %q", value)
+				}
+				pfx, err := netip.ParsePrefix(f[1])
+				if err != nil || !pfx.Addr().Is6() || pfx.Addr().Is4In6() || pfx.Addr().Zone() != "" {
+					return nil, fail("ipv6_prefix: %q is not an IPv6 prefix like 2001:db8:100::/56", f[1])
+				}
+				if pfx != pfx.Masked() {
+					return nil, fail("ipv6_prefix: %s has host bits set (the prefix is %s)", pfx, pfx.Masked())
+				}
+				if !pfx.Addr().IsGlobalUnicast() || pfx.Bits() < 16 || pfx.Bits() > 64 {
+					return nil, fail("ipv6_prefix: %s cannot be a delegated prefix (want a global unicast prefix of length 16..64)", pfx)
+				}
+				if prev, dup := c.IPv6Prefixes[f[0]]; dup {
+					return nil, fail("ipv6_prefix for %s is set again (first at line %d)", f[0], prev.Line)
+				}
+				c.IPv6Prefixes[f[0]] = IPv6Prefix{Prefix: pfx, Line: lineNo}
+			case "ipv6_nat":
+				if prev, dup := seenSetting[key]; dup {
+					return nil, fail("ipv6_nat is set again (first at line %d)", prev)
+				}
+				seenSetting[key] = lineNo
+				switch IPv6NAT(value) {
+				case IPv6NATAuto, IPv6NATFailover, IPv6NATOff:
+					c.IPv6NAT = IPv6NAT(value)
+				default:
+					return nil, fail("ipv6_nat must be auto, failover or off, not %q", value)
+				}
 			case "last_resort":
 				if prev, dup := seenSetting[key]; dup {
 					return nil, fail("last_resort is set again (first at line %d)", prev)
@@ -350,6 +409,11 @@ func Parse(name string, r io.Reader) (*Config, error) {
 	for svc, gw := range c.IPv6Gateways {
 		if s, ok := c.Service(svc); !ok || s.Role != RoleISP {
 			return nil, &LineError{File: name, Line: gw.Line, Msg: fmt.Sprintf("ipv6_gateway names %q, which is no isp service", svc)}
+		}
+	}
+	for svc, pfx := range c.IPv6Prefixes {
+		if s, ok := c.Service(svc); !ok || s.Role != RoleISP {
+			return nil, &LineError{File: name, Line: pfx.Line, Msg: fmt.Sprintf("ipv6_prefix names %q, which is no isp service", svc)}
 		}
 	}
 	groups, err := expandGroups(name, rawGroups, c.Services)

@@ -97,6 +97,10 @@ func render(c *Config) string {
 	for _, svc := range slices.Sorted(maps.Keys(c.IPv6Gateways)) {
 		fmt.Fprintf(&b, "ipv6_gateway=%s %s\n", svc, c.IPv6Gateways[svc].Addr)
 	}
+	for _, svc := range slices.Sorted(maps.Keys(c.IPv6Prefixes)) {
+		fmt.Fprintf(&b, "ipv6_prefix=%s %s\n", svc, c.IPv6Prefixes[svc].Prefix)
+	}
+	fmt.Fprintf(&b, "ipv6_nat=%s\n", c.IPv6NAT)
 	for _, o := range c.MonitorOptions {
 		fmt.Fprintf(&b, "%s=%s\n", o.Name, o.Value)
 	}
@@ -174,6 +178,14 @@ func FuzzParse(f *testing.F) {
 			}
 			if a := gw.Addr; !a.Is6() || a.Is4In6() || a.Zone() != "" || a.IsLoopback() || a.IsMulticast() || a.IsUnspecified() {
 				t.Fatalf("ipv6_gateway %v for %s", a, svc)
+			}
+		}
+		for svc, pfx := range c.IPv6Prefixes {
+			if s, ok := c.Service(svc); !ok || s.Role != RoleISP {
+				t.Fatalf("ipv6_prefix for %q, which is no ISP", svc)
+			}
+			if p := pfx.Prefix; !p.Addr().Is6() || p != p.Masked() || !p.Addr().IsGlobalUnicast() || p.Bits() > 64 {
+				t.Fatalf("ipv6_prefix %v for %s", p, svc)
 			}
 		}
 		for _, o := range c.MonitorOptions {

@@ -113,7 +113,7 @@ func Gather(opts Options, up UpSet) (Facts, error) {
 	var reqs []detect.Request
 	for _, s := range cfg.Services {
 		reqs = append(reqs, detect.Request{Device: s.Device, Gateway: s.Gateway,
-			Gateway6: cfg.IPv6Gateways[s.Name].Addr, NoIPv6: !cfg.IPv6})
+			Gateway6: cfg.IPv6Gateways[s.Name].Addr, Delegated: cfg.IPv6Prefixes[s.Name].Prefix, NoIPv6: !cfg.IPv6})
 	}
 	f.Links, err = detect.Discover(reqs, detect.Options{Root: opts.LeaseRoot})
 	if err != nil {

@@ -60,6 +60,9 @@ type Request struct {
 	Gateway6 netip.Addr
 	// NoIPv6 skips IPv6 discovery (ipv6=off).
 	NoIPv6 bool
+	// Delegated pins the prefix the ISP delegates (balance.conf's
+	// ipv6_prefix); zero = read the DHCP clients' records.
+	Delegated netip.Prefix
 }
 
 // Options adjusts where Discover looks.
@@ -140,6 +143,15 @@ func Discover(reqs []Request, opts Options) (map[string]Link, error) {
 		// ISP per device carries it.
 		if _, label := splitDevice(req.Device); l.Present && !req.NoIPv6 && label == "" {
 			l.V6 = describe6(addrs6, routes6, l.Index, req.Gateway6)
+			if l.V6.Addr.IsValid() {
+				if req.Delegated.IsValid() {
+					l.V6.Delegated, l.V6.DelegatedFrom = req.Delegated, FromConfig
+				} else {
+					var warnings []string
+					l.V6.Delegated, l.V6.DelegatedFrom, warnings = findDelegated(opts.Root, l.Kernel, now)
+					l.Warnings = append(l.Warnings, warnings...)
+				}
+			}
 		}
 		out[req.Device] = l
 	}
