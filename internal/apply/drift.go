@@ -3,6 +3,7 @@ package apply
 import (
 	"context"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"slices"
 
 	"github.com/vishvananda/netlink"
@@ -75,6 +76,14 @@ func (a *Applier) Drift(ctx context.Context, p plan.Plan, withFirewall bool) ([]
 // sameRoute compares where two routes send packets: gateway, device,
 // source and each multipath leg with its weight.
 func sameRoute(a, b netlink.Route) bool {
+	if routeType(a) != routeType(b) {
+		return false
+	}
+	if routeType(a) != unix.RTN_UNICAST {
+		// The kernel lists an IPv6 unreachable route on lo; where it
+		// sends nothing the device does not matter.
+		return true
+	}
 	if !a.Gw.Equal(b.Gw) || a.LinkIndex != b.LinkIndex || !a.Src.Equal(b.Src) || len(a.MultiPath) != len(b.MultiPath) {
 		return false
 	}
@@ -87,6 +96,14 @@ func sameRoute(a, b netlink.Route) bool {
 		return out
 	}
 	return slices.Equal(legs(a), legs(b))
+}
+
+// routeType reads a route's type as the kernel does: none is unicast.
+func routeType(r netlink.Route) int {
+	if r.Type == 0 {
+		return unix.RTN_UNICAST
+	}
+	return r.Type
 }
 
 // firewallDrift compares one family's planned tables with a save of it.

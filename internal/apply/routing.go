@@ -179,6 +179,10 @@ func (a *Applier) toNetlinkRoute(r plan.Route, index map[string]int) (netlink.Ro
 		}
 		return i, nil
 	}
+	if r.Unreachable {
+		nr.Type = unix.RTN_UNREACHABLE
+		return nr, nil
+	}
 	if len(r.Nexthops) > 0 {
 		for _, nh := range r.Nexthops {
 			i, err := dev(nh.Device)

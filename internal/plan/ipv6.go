@@ -2,6 +2,7 @@ package plan
 
 import (
 	"net/netip"
+	"slices"
 	"sort"
 
 	"github.com/ispbalance/ispbalance/internal/config"
@@ -10,11 +11,20 @@ import (
 
 // IPv6 mirrors IPv4: the same table numbers, priorities and marks (the
 // kernel keeps each family's routes and rules apart), so an ISP is the
-// same number in `ip rule` and `ip -6 rule`. A LAN connection is given an
-// ISP by weight when it starts and keeps it, and leaves with its source
-// translated to that ISP's address (NAT66): the LAN may be numbered from
-// a ULA, or from any one ISP's prefix, and still balance and fail over
-// across all of them.
+// same number in `ip rule` and `ip -6 rule`.
+//
+// How LAN connections pick an ISP depends on ipv6_nat. With auto, a new
+// connection gets an ISP by weight and keeps it, as in IPv4. With
+// failover and off, hosts numbered from an ISP's delegated prefix go by
+// that ISP (RFC 8678 style: the host chose its ISP when it chose its
+// source address). Whatever leaves by an ISP whose prefix it does not
+// carry is translated (not with off): mapped 1:1 into the ISP's delegated
+// prefix when one is long enough for the LAN's prefix, so hosts stay
+// apart and reachable where the firewall allows, else NAT66 to the
+// uplink address. The 1:1 mapping uses NETMAP rather than the stateless
+// SNPT/DNPT targets: those run after connection tracking has recorded
+// the untranslated addresses, so replies would arrive as new connections
+// and the default-deny forward policy would drop them.
 
 var defaultRoute6 = netip.MustParsePrefix("::/0")
 
@@ -38,6 +48,14 @@ func planRoutes6(p Plan) []Route {
 			Route{Table: isp.Table, Dst: isp.Addr6.Masked(), Device: isp.Kernel})
 		if isp.Routing6 {
 			routing = append(routing, isp)
+		}
+	}
+	for _, isp := range ipv6ISPs(p) {
+		if isp.Delegated6.IsValid() {
+			// The ISP routes all of its delegation to the router; what no
+			// LAN uses must be refused here (RFC 7084, WPD-5), or it would
+			// follow the default route back to the ISP and loop.
+			routes = append(routes, Route{Table: mainTable, Dst: isp.Delegated6, Unreachable: true})
 		}
 	}
 	switch {
@@ -67,6 +85,11 @@ func planRules6(p Plan) []Rule {
 			Rule{Priority: kn.PrioSourceBase + isp.Index, Table: isp.Table, Src: netip.PrefixFrom(isp.Addr6.Addr(), 128), SuppressPrefixlen: -1, IPv6: true},
 			Rule{Priority: kn.PrioOifBase + isp.Index, Table: isp.Table, Oif: isp.Kernel, SuppressPrefixlen: -1, IPv6: true},
 		)
+		if isp.Delegated6.IsValid() && isp.Routing6 {
+			// Hosts numbered from the ISP's delegation leave by it; while
+			// it is down they fall through to the live ISPs, translated.
+			rules = append(rules, Rule{Priority: kn.PrioSourceBase + isp.Index, Table: isp.Table, Src: isp.Delegated6, SuppressPrefixlen: -1, IPv6: true})
+		}
 	}
 	rules = append(rules, Rule{Priority: kn.PrioBalance, Table: kn.BalanceTable, SuppressPrefixlen: -1, IPv6: true})
 	sort.SliceStable(rules, func(i, j int) bool { return rules[i].Priority < rules[j].Priority })
@@ -106,8 +129,18 @@ func mangleTable6(p Plan) Table {
 			routing = append(routing, isp)
 		}
 	}
-	for _, lan := range p.LANs {
-		pre.add(r("-i", lan.Kernel, "-m", "conntrack", "--ctstate", "NEW", "-m", "addrtype", "!", "--dst-type", "LOCAL", "-j", kn.ChainBalance))
+	if p.IPv6NAT != config.IPv6NATOff {
+		for _, lan := range p.LANs {
+			if p.IPv6NAT == config.IPv6NATFailover {
+				// Hosts with a live ISP's prefix go by source-prefix rules.
+				for _, isp := range routing {
+					if isp.Delegated6.IsValid() {
+						pre.add(r("-i", lan.Kernel, "-s", isp.Delegated6.String(), "-j", "RETURN"))
+					}
+				}
+			}
+			pre.add(r("-i", lan.Kernel, "-m", "conntrack", "--ctstate", "NEW", "-m", "addrtype", "!", "--dst-type", "LOCAL", "-j", kn.ChainBalance))
+		}
 	}
 	balance := Chain{Name: kn.ChainBalance, Rules: balanceCascade(p.Mode, routing)}
 	forward := Chain{Name: kn.ChainForward, Rules: mssClamps(ipv6ISPs(p))}
@@ -115,16 +148,101 @@ func mangleTable6(p Plan) Table {
 	return Table{Name: "mangle", Chains: chains, Jumps: []Jump{{"PREROUTING", kn.ChainPrerouting}, {"FORWARD", kn.ChainForward}}}
 }
 
-// natTable6 translates LAN connections to the address of the ISP they
-// leave by (NAT66), so any LAN prefix works through every ISP.
+// natTable6 translates LAN connections that leave by an ISP whose
+// prefix they do not carry (see the top of this file).
 func natTable6(p Plan) Table {
+	pre := Chain{Name: kn.ChainPrerouting}
 	post := Chain{Name: kn.ChainPostrouting}
-	if len(p.LANs) > 0 {
-		for _, isp := range ipv6ISPs(p) {
-			post.add(r("-o", isp.Kernel, "-j", "MASQUERADE"))
+	if len(p.LANs) == 0 || p.IPv6NAT == config.IPv6NATOff {
+		return natTable6Of(pre, post)
+	}
+	for _, isp := range ipv6ISPs(p) {
+		for _, own := range ownPrefixes6(isp) {
+			post.add(r("-o", isp.Kernel, "-s", own.String(), "-j", "RETURN"))
+		}
+		for _, m := range prefixMaps6(p, isp) {
+			post.add(r("-o", isp.Kernel, "-s", m.lan.String(), "-j", "NETMAP", "--to", m.outside.String()))
+			// Inbound to the mapped prefix reaches the host behind it,
+			// where the forward policy lets it through at all.
+			pre.add(r("-i", isp.Kernel, "-d", m.outside.String(), "-j", "NETMAP", "--to", m.lan.String()))
+		}
+		post.add(r("-o", isp.Kernel, "-j", "MASQUERADE"))
+	}
+	return natTable6Of(pre, post)
+}
+
+func natTable6Of(pre, post Chain) Table {
+	return Table{Name: "nat", Chains: []Chain{pre, post},
+		Jumps: []Jump{{"PREROUTING", kn.ChainPrerouting}, {"POSTROUTING", kn.ChainPostrouting}}}
+}
+
+// ownPrefixes6 are the sources an ISP carries untranslated: its uplink's
+// prefix and its delegation.
+func ownPrefixes6(isp ISP) []netip.Prefix {
+	own := []netip.Prefix{isp.Addr6.Masked()}
+	if isp.Delegated6.IsValid() && !isp.Delegated6.Overlaps(own[0]) {
+		own = append(own, isp.Delegated6)
+	}
+	return own
+}
+
+// prefixMap6 is one LAN prefix mapped 1:1 into an ISP's delegation.
+type prefixMap6 struct {
+	lan, outside netip.Prefix
+}
+
+// prefixMaps6 maps each LAN prefix that the ISP does not carry into the
+// ISP's delegation, keeping the LAN's subnet bits (a ULA's fd00:a:b:3::/64
+// leaves by a /56 delegation as its subnet 3). A LAN prefix shorter than
+// the delegation cannot fit, and a target that collides with a LAN
+// numbered from the delegation, or with another LAN's target, would mix
+// two networks' hosts: those LANs fall back to NAT66.
+func prefixMaps6(p Plan, isp ISP) []prefixMap6 {
+	d := isp.Delegated6
+	if !d.IsValid() {
+		return nil
+	}
+	var maps []prefixMap6
+	taken := func(t netip.Prefix) bool {
+		for _, lan := range p.LANs {
+			if lan.Addr6.IsValid() && lan.Addr6.Masked().Overlaps(t) {
+				return true
+			}
+		}
+		for _, m := range maps {
+			if m.outside.Overlaps(t) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, lan := range p.LANs {
+		l := lan.Addr6.Masked()
+		if !l.IsValid() || l.Bits() < d.Bits() || slices.ContainsFunc(ownPrefixes6(isp), l.Overlaps) {
+			continue
+		}
+		if t := graft(d, l); !taken(t) {
+			maps = append(maps, prefixMap6{lan: l, outside: t})
 		}
 	}
-	return Table{Name: "nat", Chains: []Chain{post}, Jumps: []Jump{{"POSTROUTING", kn.ChainPostrouting}}}
+	return maps
+}
+
+// graft returns the prefix of l's length that starts with d and keeps l's
+// bits after d's length.
+func graft(d, l netip.Prefix) netip.Prefix {
+	db, lb := d.Addr().As16(), l.Addr().As16()
+	var out [16]byte
+	for bit := 0; bit < l.Bits(); bit++ {
+		src := lb
+		if bit < d.Bits() {
+			src = db
+		}
+		if src[bit/8]&(0x80>>(bit%8)) != 0 {
+			out[bit/8] |= 0x80 >> (bit % 8)
+		}
+	}
+	return netip.PrefixFrom(netip.AddrFrom16(out), l.Bits())
 }
 
 // planRouting6 decides which ISPs carry the LAN's IPv6: those routing

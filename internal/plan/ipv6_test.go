@@ -23,6 +23,27 @@ func dualISP(k int) plan.Link {
 	return l
 }
 
+// delegating is dualISP with a delegated prefix.
+func delegating(k int, prefix string) plan.Link {
+	l := dualISP(k)
+	l.V6Delegated = netip.MustParsePrefix(prefix)
+	return l
+}
+
+// lan6 is LAN k with an IPv6 address.
+func lan6(k int, addr string) plan.Link {
+	l := plantest.LAN(k)
+	l.V6Addr = netip.MustParsePrefix(addr)
+	return l
+}
+
+// delegatedLinks: CABLE delegates a /56 and DSL a /60; lan1 is numbered
+// from a ULA, lan2 from CABLE's delegation.
+var delegatedLinks = map[string]plan.Link{
+	"wan1": delegating(1, "2001:db8:100::/56"), "wan2": delegating(2, "2001:db8:200::/60"),
+	"lan1": lan6(1, "fd00:0:0:3::1/64"), "lan2": lan6(2, "2001:db8:100:1::1/64"),
+}
+
 // dualStackScenarios are kept apart from plantest.Scenarios, which the
 // applier's fake kernel walks and which models IPv4 routing only.
 var dualStackScenarios = []plantest.Scenario{
@@ -43,6 +64,24 @@ var dualStackScenarios = []plantest.Scenario{
 		Name:  "dual-stack-ipv6-off",
 		Conf:  "ipv6=off\nCABLE wan1 isp\nDSL wan2 isp\nLAN lan1 lan\n",
 		Links: map[string]plan.Link{"wan1": dualISP(1), "wan2": dualISP(2), "lan1": plantest.LAN(1)},
+		Up:    map[string]bool{"CABLE": true, "DSL": true},
+	},
+	{
+		Name:  "dual-stack-delegated-auto",
+		Conf:  "CABLE wan1 isp\nDSL wan2 isp\nLAN1 lan1 lan\nLAN2 lan2 lan\n",
+		Links: delegatedLinks,
+		Up:    map[string]bool{"CABLE": true, "DSL": true},
+	},
+	{
+		Name:  "dual-stack-delegated-failover-one-down",
+		Conf:  "ipv6_nat=failover\nCABLE wan1 isp\nDSL wan2 isp\nLAN1 lan1 lan\nLAN2 lan2 lan\n",
+		Links: delegatedLinks,
+		Up:    map[string]bool{"DSL": true},
+	},
+	{
+		Name:  "dual-stack-nat-off",
+		Conf:  "ipv6_nat=off\nCABLE wan1 isp\nDSL wan2 isp\nLAN1 lan1 lan\nLAN2 lan2 lan\n",
+		Links: delegatedLinks,
 		Up:    map[string]bool{"CABLE": true, "DSL": true},
 	},
 	{

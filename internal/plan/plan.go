@@ -131,6 +131,9 @@ type Route struct {
 	OnLink   bool
 	Metric   int
 	Nexthops []Nexthop
+	// Unreachable makes the route answer "unreachable" instead of
+	// forwarding (it then has no gateway or device).
+	Unreachable bool
 	// Origin is the rule file line the route comes from, "" for ours.
 	Origin string
 }
@@ -217,6 +220,8 @@ type Table struct {
 // Plan is the complete desired state.
 type Plan struct {
 	Mode config.Mode
+	// IPv6NAT is how LAN IPv6 picks an ISP and is translated.
+	IPv6NAT config.IPv6NAT
 	// LastResort is set when every ISP was judged down and the plan
 	// routes through every ISP that still has carrier instead of taking
 	// the LAN offline on the strength of probes alone.
@@ -259,7 +264,7 @@ func Build(in Input) (Plan, error) {
 	if len(cfg.ISPs()) == 0 {
 		return Plan{}, fmt.Errorf("%s: no isp services are configured", cfg.Path)
 	}
-	p := Plan{Mode: cfg.Mode}
+	p := Plan{Mode: cfg.Mode, IPv6NAT: cfg.IPv6NAT}
 	for i, s := range cfg.ISPs() {
 		index := i + 1
 		l, ok := in.Links[s.Device]

@@ -159,6 +159,10 @@ func RouteArgs(rt plan.Route) string {
 	if rt.Dst.Bits() == 0 {
 		dst = "default"
 	}
+	if rt.Unreachable {
+		fmt.Fprintf(&b, "unreachable %s table %s proto %d", dst, tableName(rt.Table), kn.RouteProtocol)
+		return b.String()
+	}
 	b.WriteString(dst)
 	if len(rt.Nexthops) > 0 {
 		// iproute2 reads everything after the first nexthop as nexthops,
