@@ -73,10 +73,14 @@ func runHook(ctx context.Context, env Env, opts core.Options, root string, verbo
 		return 0
 	}
 	log = log.With("source", ev.Source, "event", ev.What, "device", ev.Device)
-	if ev.Source == hook.NetworkManager && ev.Action != hook.Down && ev.Device != "" && !ev.Gateway.IsValid() {
+	if ev.Source == hook.NetworkManager && ev.Action != hook.Down && ev.Device != "" && !ev.Gateway.IsValid() && !ev.IPv6 {
 		askNetworkManager(ctx, &ev, log)
 	}
-	if err := recordLease(root, ev); err != nil {
+	record := recordLease
+	if ev.IPv6 {
+		record = recordDelegation
+	}
+	if err := record(root, ev); err != nil {
 		log.Warn("hook: lease not recorded", "err", err)
 	}
 	if core.Stopped(opts) {
@@ -100,7 +104,7 @@ func runHook(ctx context.Context, env Env, opts core.Options, root string, verbo
 	rebuilt, err := core.RebuildAfter(ctx, opts, time.Now())
 	if err != nil {
 		log.Error("hook: rebuild failed", "err", err)
-		forget(opts.RunDir, ev.Device)
+		forget(opts.RunDir, eventKey(ev))
 		return 0
 	}
 	if !rebuilt {
@@ -175,12 +179,30 @@ func recordLease(root string, ev hook.Event) error {
 	return detect.WriteHookLease(root, ev.Device, l)
 }
 
+// recordDelegation keeps the prefix a DHCPv6 client's hook names for
+// discovery, as recordLease keeps the IPv4 router: dhclient writes its
+// lease file late or not at all. An event without a prefix records that
+// there is none, so a lease file still listing the old one is not
+// believed.
+func recordDelegation(root string, ev hook.Event) error {
+	if ev.Device == "" || (ev.Source != hook.Dhclient && ev.Source != hook.Dhcpcd) {
+		return nil
+	}
+	d := detect.HookDelegation{Prefix: ev.Delegated, Source: string(ev.Source) + " " + ev.What}
+	if ev.DelegatedLife > 0 {
+		d.Expires = time.Now().Add(ev.DelegatedLife)
+	}
+	return detect.WriteHookDelegation(root, ev.Device, d)
+}
+
 // seenEvent is the last event recorded for one device.
 type seenEvent struct {
 	Action  hook.Action `json:"action"`
 	Gateway netip.Addr  `json:"gateway,omitzero"`
 	Addr    netip.Addr  `json:"address,omitzero"`
-	At      time.Time   `json:"at"`
+	// Delegated is a DHCPv6 event's prefix: a new one is a new event.
+	Delegated netip.Prefix `json:"delegated,omitzero"`
+	At        time.Time    `json:"at"`
 }
 
 func eventsPath(runDir string) string { return filepath.Join(runDir, "hook-events.json") }
@@ -193,14 +215,16 @@ func eventsPath(runDir string) string { return filepath.Join(runDir, "hook-event
 // before its up, while the routes are still being set.
 func seenBefore(runDir string, ev hook.Event, now time.Time) (bool, error) {
 	var dup bool
+	key := eventKey(ev)
 	err := withEvents(runDir, func(seen map[string]seenEvent) {
-		prev, ok := seen[ev.Device]
+		prev, ok := seen[key]
 		fresh := ok && now.Sub(prev.At) < dedupeWindow && now.After(prev.At.Add(-time.Second))
 		same := fresh && prev.Action == ev.Action
 		dup = same &&
 			(!ev.Gateway.IsValid() || ev.Gateway == prev.Gateway) &&
-			(!ev.Addr.IsValid() || ev.Addr == prev.Addr)
-		next := seenEvent{Action: ev.Action, Gateway: ev.Gateway, Addr: ev.Addr, At: now}
+			(!ev.Addr.IsValid() || ev.Addr == prev.Addr) &&
+			ev.Delegated == prev.Delegated
+		next := seenEvent{Action: ev.Action, Gateway: ev.Gateway, Addr: ev.Addr, Delegated: ev.Delegated, At: now}
 		if same {
 			if !next.Gateway.IsValid() {
 				next.Gateway = prev.Gateway
@@ -212,7 +236,7 @@ func seenBefore(runDir string, ev hook.Event, now time.Time) (bool, error) {
 		if dup {
 			next.At = prev.At // a stream of repeats does not extend the window
 		}
-		seen[ev.Device] = next
+		seen[key] = next
 		for dev, s := range seen {
 			if now.Sub(s.At) > 6*dedupeWindow {
 				delete(seen, dev)
@@ -222,10 +246,19 @@ func seenBefore(runDir string, ev hook.Event, now time.Time) (bool, error) {
 	return dup, err
 }
 
+// eventKey keeps a device's IPv4 and IPv6 events apart: a DHCPv6 renewal
+// says nothing about the IPv4 lease.
+func eventKey(ev hook.Event) string {
+	if ev.IPv6 {
+		return ev.Device + "/ipv6" // never a kernel name: it has a slash
+	}
+	return ev.Device
+}
+
 // forget drops a device's record, so that the event is handled again
 // after a failed rebuild.
-func forget(runDir, dev string) {
-	withEvents(runDir, func(seen map[string]seenEvent) { delete(seen, dev) })
+func forget(runDir, key string) {
+	withEvents(runDir, func(seen map[string]seenEvent) { delete(seen, key) })
 }
 
 // withEvents runs fn on the event records under an exclusive lock on

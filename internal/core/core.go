@@ -113,7 +113,7 @@ func Gather(opts Options, up UpSet) (Facts, error) {
 	var reqs []detect.Request
 	for _, s := range cfg.Services {
 		reqs = append(reqs, detect.Request{Device: s.Device, Gateway: s.Gateway,
-			Gateway6: cfg.IPv6Gateways[s.Name].Addr, Delegated: cfg.IPv6Prefixes[s.Name].Prefix, NoIPv6: !cfg.IPv6})
+			Gateway6: cfg.IPv6Gateways[s.Name].Addr, Delegated: cfg.IPv6Prefixes[s.Name].Prefix, LAN: s.Role == config.RoleLAN, NoIPv6: !cfg.IPv6})
 	}
 	f.Links, err = detect.Discover(reqs, detect.Options{Root: opts.LeaseRoot})
 	if err != nil {
@@ -457,6 +457,7 @@ func Status(opts Options) (render.StatusReport, error) {
 		row.Warnings = append(row.Warnings, l.Warnings...)
 		if s.Role == config.RoleISP {
 			row.Addr6, row.Gateway6, row.Gateway6From = l.V6.Addr, l.V6.Gateway, l.V6.GatewayFrom
+			row.Delegated6, row.Delegated6From = l.V6.Delegated, l.V6.DelegatedFrom
 		}
 		if s.Role == config.RoleISP {
 			v, err := state.Read(opts.StateDir, s.Name)

@@ -2,6 +2,7 @@ package detect
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -30,11 +31,19 @@ type delegation struct {
 // Among unexpired delegations the one expiring last wins: that is the
 // newest lease. Unreadable files are warnings, not failures.
 func findDelegated(root, dev string, now time.Time) (netip.Prefix, string, []string) {
+	// A hook's word is fresher than any lease file.
+	hooked, hookFrom, known, warning := hookDelegation(root, dev, now)
+	if known {
+		return hooked, hookFrom, nil
+	}
 	var (
 		best     delegation
 		bestPath string
 		warnings []string
 	)
+	if warning != "" {
+		warnings = append(warnings, warning)
+	}
 	consider := func(path string, ds []delegation) {
 		for _, d := range ds {
 			if d.expires.After(now) && d.expires.After(best.expires) {
@@ -267,4 +276,49 @@ func walkDHCP6Options(area []byte, fn func(code uint16, body []byte) error) erro
 		area = area[4+n:]
 	}
 	return nil
+}
+
+// HookDelegation is a DHCPv6 hook's record of the prefix delegated over a
+// device, kept next to the IPv4 hook leases as DEV.ipv6. A zero Prefix
+// records that the delegation ended.
+type HookDelegation struct {
+	Prefix netip.Prefix `json:"prefix,omitzero"`
+	// Expires ends the record's use; zero means no known lifetime.
+	Expires time.Time `json:"expires,omitzero"`
+	// Source says who told us, for -s and logs ("dhclient RENEW6").
+	Source string `json:"source"`
+}
+
+// WriteHookDelegation records d for device dev, atomically.
+func WriteHookDelegation(root, dev string, d HookDelegation) error {
+	path, err := hookLeasePath(root, dev)
+	if err != nil {
+		return err
+	}
+	return writeRecord(path+".ipv6", d)
+}
+
+// hookDelegation reads dev's record: known says a hook has spoken and
+// not expired, and then prefix (possibly none) is the truth.
+func hookDelegation(root, dev string, now time.Time) (prefix netip.Prefix, source string, known bool, warning string) {
+	path, err := hookLeasePath(root, dev)
+	if err != nil {
+		return netip.Prefix{}, "", false, ""
+	}
+	data, err := readBounded(path + ".ipv6")
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return netip.Prefix{}, "", false, ""
+	case err != nil:
+		return netip.Prefix{}, "", false, err.Error()
+	}
+	var d HookDelegation
+	if len(data) > maxHookLease || json.Unmarshal(data, &d) != nil ||
+		(d.Prefix.IsValid() && (!d.Prefix.Addr().Is6() || d.Prefix != d.Prefix.Masked() || !d.Prefix.Addr().IsGlobalUnicast())) {
+		return netip.Prefix{}, "", false, fmt.Sprintf("reading hook lease %s.ipv6: not a record ispbalance wrote", path)
+	}
+	if !d.Expires.IsZero() && now.After(d.Expires) {
+		return netip.Prefix{}, "", false, ""
+	}
+	return d.Prefix, FromHookPrefix + d.Source, true, ""
 }

@@ -165,3 +165,40 @@ func FuzzDelegations(f *testing.F) {
 		check(ds)
 	})
 }
+
+// TestHookDelegationWins: a hook's record beats the lease files, also
+// when it says the delegation ended; an expired or forged record does
+// not count.
+func TestHookDelegationWins(t *testing.T) {
+	root := t.TempDir()
+	leases := filepath.Join(root, "var/lib/dhcp/dhclient6.leases")
+	os.MkdirAll(filepath.Dir(leases), 0o755)
+	if err := os.WriteFile(leases, []byte(dhclient6Leases), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1764553600+60, 0)
+	fromLease := netip.MustParsePrefix("2001:db8:200::/56")
+	renewed := netip.MustParsePrefix("2001:db8:900::/56")
+
+	if err := WriteHookDelegation(root, "wan1", HookDelegation{Prefix: renewed, Expires: now.Add(time.Hour), Source: "dhclient RENEW6"}); err != nil {
+		t.Fatal(err)
+	}
+	if p, from, _ := findDelegated(root, "wan1", now); p != renewed || from != "hook:dhclient RENEW6" {
+		t.Errorf("with a hook record: got %v from %q, want %v from the hook", p, from, renewed)
+	}
+	if p, _, _ := findDelegated(root, "wan1", now.Add(2*time.Hour)); p.IsValid() {
+		t.Errorf("after the record and the leases expired: got %v", p)
+	}
+	if err := WriteHookDelegation(root, "wan1", HookDelegation{Source: "dhclient RELEASE6"}); err != nil {
+		t.Fatal(err)
+	}
+	if p, _, _ := findDelegated(root, "wan1", now); p.IsValid() {
+		t.Errorf("after RELEASE6 the lease file's %v was still believed", p)
+	}
+	path, _ := hookLeasePath(root, "wan1")
+	os.WriteFile(path+".ipv6", []byte(`{"prefix":"fe80::/64","source":"x"}`), 0o644)
+	p, _, warnings := findDelegated(root, "wan1", now)
+	if p != fromLease || len(warnings) != 1 {
+		t.Errorf("with a forged record: got %v, warnings %v; want the lease's %v and a warning", p, warnings, fromLease)
+	}
+}

@@ -49,10 +49,16 @@ func WriteHookLease(root, dev string, l HookLease) error {
 	if err != nil {
 		return err
 	}
+	return writeRecord(path, l)
+}
+
+// writeRecord writes v as JSON to path through a rename, so readers see
+// the old record or the new one.
+func writeRecord(path string, v any) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("recording hook lease: %w", err)
 	}
-	data, err := json.Marshal(l)
+	data, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("recording hook lease: %w", err)
 	}

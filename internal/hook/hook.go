@@ -60,6 +60,14 @@ type Event struct {
 	What string
 	// Connection is NetworkManager's connection name, for logs only.
 	Connection string
+	// IPv6 marks an event about the device's IPv6 (a DHCPv6 lease):
+	// Action is then Change, and Gateway, Addr and Lease are unset.
+	IPv6 bool
+	// Delegated is the prefix a DHCPv6 lease delegates, when the event
+	// names one; DelegatedLife is its valid lifetime (0 when unknown).
+	// An IPv6 event without one means the delegation is gone.
+	Delegated     netip.Prefix
+	DelegatedLife time.Duration
 }
 
 // MaxValue bounds every value read. The longest real ones are router or

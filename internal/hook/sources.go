@@ -3,6 +3,7 @@ package hook
 import (
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 )
 
@@ -64,6 +65,14 @@ var dhcpReasons = map[string]Action{
 	"STOPPED": Down, "DEPARTED": Down,
 }
 
+// dhcp6Reasons are the IPv6 reasons of dhclient-script and
+// dhcpcd-run-hooks: true for those that bring a lease, false for those
+// that end one. Either way the IPv4 facts stay as they are.
+var dhcp6Reasons = map[string]bool{
+	"BOUND6": true, "REBOOT6": true, "RENEW6": true, "REBIND6": true, "DEPREF6": true, "INFORM6": true,
+	"EXPIRE6": false, "RELEASE6": false, "STOP6": false,
+}
+
 // parseDHCP reads the variables dhclient-script exports to its exit hooks
 // (and dhcpcd to its hooks: the same names).
 func parseDHCP(src Source, v vars, args []string) (Event, error) {
@@ -76,6 +85,9 @@ func parseDHCP(src Source, v vars, args []string) (Event, error) {
 		return ev, err
 	}
 	ev.What = reason
+	if lease, ok := dhcp6Reasons[reason]; ok {
+		return parseDHCP6(ev, v, lease)
+	}
 	act, ok := dhcpReasons[reason]
 	if reason == "TIMEOUT" && src == Dhclient {
 		// dhclient found no server but an old lease still answers: it
@@ -119,13 +131,69 @@ func parseDHCP(src Source, v vars, args []string) (Event, error) {
 	return ev, nil
 }
 
+// parseDHCP6 reads a DHCPv6 event: ispbalance cares about the prefix it
+// delegates. dhclient -P names it new_ip6_prefix (with new_max_life);
+// dhcpcd new_dhcp6_ia_pd1_prefix1 and _length (with _vltime).
+func parseDHCP6(ev Event, v vars, lease bool) (Event, error) {
+	var err error
+	if ev.Device, err = device(v, "interface"); err != nil {
+		return Event{}, err
+	}
+	ev.Action, ev.IPv6 = Change, true
+	if !lease {
+		return ev, nil
+	}
+	if ev.Delegated, err = prefix6(v, "new_ip6_prefix", ""); err != nil {
+		return Event{}, err
+	}
+	if ev.Delegated.IsValid() {
+		ev.DelegatedLife, err = seconds(v, "new_max_life")
+		return ev, err
+	}
+	if ev.Delegated, err = prefix6(v, "new_dhcp6_ia_pd1_prefix1", "new_dhcp6_ia_pd1_prefix1_length"); err != nil {
+		return Event{}, err
+	}
+	if ev.Delegated.IsValid() {
+		ev.DelegatedLife, err = seconds(v, "new_dhcp6_ia_pd1_prefix1_vltime")
+	}
+	return ev, err
+}
+
+// prefix6 reads a delegated prefix, written as one PREFIX/LEN variable
+// or, when lenName is set, as an address and a length apart. Unset is
+// none; anything that is not a global IPv6 prefix is refused.
+func prefix6(v vars, name, lenName string) (netip.Prefix, error) {
+	s, err := v.get(name)
+	if err != nil || s == "" {
+		return netip.Prefix{}, err
+	}
+	shown := s
+	if lenName != "" {
+		l, err := v.get(lenName)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		if _, err := strconv.ParseUint(l, 10, 8); err != nil {
+			return netip.Prefix{}, refuse(lenName, l, "is not a prefix length")
+		}
+		s, shown = s+"/"+l, s+" with length "+l
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil || !p.Addr().Is6() || p.Addr().Is4In6() || p.Addr().Zone() != "" || p != p.Masked() ||
+		!p.Addr().IsGlobalUnicast() || p.Bits() < 16 || p.Bits() > 64 {
+		return netip.Prefix{}, refuse(name, shown, "is not a delegated IPv6 prefix")
+	}
+	return p, nil
+}
+
 // nmActions maps NetworkManager dispatcher actions. pre-up and pre-down
-// only reach scripts in their own subdirectories; hostname, dns-change,
-// dhcp6-change and the device-handler actions change nothing here, and
-// future actions are ignored too.
+// only reach scripts in their own subdirectories; hostname, dns-change
+// and the device-handler actions change nothing here, and future actions
+// are ignored too. dhcp6-change may bring a new delegated prefix.
 var nmActions = map[string]Action{
 	"up": Up, "vpn-up": Up, "dhcp4-change": Change, "reapply": Change,
 	"connectivity-change": Change, "down": Down, "vpn-down": Down,
+	"dhcp6-change": Change,
 }
 
 // parseNM reads a dispatcher call: argv is interface and action, the
@@ -172,6 +240,12 @@ func parseNM(v vars, args []string) (Event, error) {
 		}
 	}
 	if act == Down {
+		return ev, nil
+	}
+	if action == "dhcp6-change" {
+		// NetworkManager keeps its DHCPv6 facts to itself; discovery
+		// reads what reached the kernel.
+		ev.IPv6 = true
 		return ev, nil
 	}
 	// The IP4_ and DHCP4_ variables exist only once the device is

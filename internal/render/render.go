@@ -336,6 +336,9 @@ type StatusRow struct {
 	Addr6        netip.Prefix `json:"address6,omitzero"`
 	Gateway6     netip.Addr   `json:"gateway6,omitzero"`
 	Gateway6From string       `json:"gateway6_from,omitempty"`
+	// Delegated6 is the prefix the ISP delegated to the router.
+	Delegated6     netip.Prefix `json:"delegated6,omitzero"`
+	Delegated6From string       `json:"delegated6_from,omitempty"`
 	// Warnings are the planner's words about an odd but working setup,
 	// or why a present service was left out.
 	Warnings []string `json:"warnings,omitempty"`
@@ -431,6 +434,13 @@ func Status(w io.Writer, report StatusReport) error {
 				}
 			}
 			fmt.Fprintf(tw, "\t\t\t\t\t%s\t%s\n", r.Addr6, gw6)
+		}
+		if r.Delegated6.IsValid() {
+			from := ""
+			if r.Delegated6From != "" {
+				from = " (" + r.Delegated6From + ")"
+			}
+			fmt.Fprintf(tw, "\t\t\t\t\tdelegated %s%s\t\n", r.Delegated6, from)
 		}
 	}
 	if err := tw.Flush(); err != nil {
