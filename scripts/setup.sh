@@ -26,7 +26,8 @@ install_packages() {
 	command -v curl >/dev/null || missing+=(curl ca-certificates)
 	command -v unzip >/dev/null || missing+=(unzip)
 	# Packaging and the hooks' tests: make packages, rpm and lintian read
-	# the packages; a real DHCP server and client, NetworkManager with its
+	# the packages; real DHCP servers (dnsmasq, and ISC dhcpd for DHCPv6
+	# prefix delegation) and clients, NetworkManager with its
 	# own D-Bus and udev, and systemd-analyze face the installed package.
 	command -v make >/dev/null || missing+=(make)
 	command -v rpm >/dev/null || missing+=(rpm)
@@ -34,6 +35,7 @@ install_packages() {
 	command -v systemd-analyze >/dev/null || missing+=(systemd)
 	command -v dnsmasq >/dev/null || missing+=(dnsmasq-base)
 	command -v dhclient >/dev/null || missing+=(isc-dhcp-client)
+	command -v dhcpd >/dev/null || missing+=(isc-dhcp-server)
 	command -v NetworkManager >/dev/null || missing+=(network-manager)
 	command -v dbus-daemon >/dev/null || missing+=(dbus)
 	command -v udevadm >/dev/null || missing+=(udev)

@@ -131,8 +131,8 @@ func dhclient6FileFor(name, dev string) bool {
 	return rest == "" || (dev != "" && (strings.HasSuffix(rest, "."+dev) || strings.HasSuffix(rest, "-"+dev)))
 }
 
-// dhclientDelegations reads the iaprefix blocks of dhclient's lease6
-// blocks for dev (or for no named device):
+// dhclientDelegations reads the iaprefix blocks of dhclient's newest
+// lease6 block for dev (or for no named device):
 //
 //	lease6 { interface "wan1";
 //	  ia-pd 1a:2b:3c:4d { starts 1764550000; renew 1800; rebind 2880;
@@ -184,7 +184,10 @@ func dhclientDelegations(data []byte, dev string) []delegation {
 				cur = nil
 			case closing == "lease6" && len(stack) == 0:
 				if iface == "" || iface == dev {
-					out = append(out, pending...)
+					// dhclient appends each new lease: the last block is
+					// the current one, and an older block's prefix that the
+					// server has since withdrawn (max-life 0) is gone.
+					out = pending
 				}
 				pending = nil
 			}

@@ -61,17 +61,9 @@ lease6 {
 
 func TestDhclientDelegations(t *testing.T) {
 	got := dhclientDelegations([]byte(dhclient6Leases), "wan1")
-	want := []delegation{
-		{netip.MustParsePrefix("2001:db8:100::/56"), time.Unix(1764550000+7200, 0)},
-		{netip.MustParsePrefix("2001:db8:200::/56"), time.Unix(1764553600+7200, 0)},
-	}
-	if len(got) != len(want) {
-		t.Fatalf("got %v, want %v", got, want)
-	}
-	for i := range want {
-		if got[i].prefix != want[i].prefix || !got[i].expires.Equal(want[i].expires) {
-			t.Errorf("delegation %d: got %v, want %v", i, got[i], want[i])
-		}
+	want := delegation{netip.MustParsePrefix("2001:db8:200::/56"), time.Unix(1764553600+7200, 0)}
+	if len(got) != 1 || got[0].prefix != want.prefix || !got[0].expires.Equal(want.expires) {
+		t.Fatalf("got %v, want only the newest lease's %v", got, want)
 	}
 	if got := dhclientDelegations([]byte(dhclient6Leases), "wan2"); len(got) != 1 || got[0].prefix != netip.MustParsePrefix("2001:db8:300::/48") {
 		t.Errorf("wan2: got %v", got)
