@@ -45,15 +45,17 @@ type PingStream struct {
 
 // StartPing starts pinging dst from namespace ns every interval.
 func (l *Lab) StartPing(ns string, dst netip.Addr, interval time.Duration) (*PingStream, error) {
-	if !dst.Is4() {
-		return nil, fmt.Errorf("pinging %s: only IPv4 is supported", dst)
-	}
 	if interval <= 0 {
 		return nil, fmt.Errorf("pinging %s every %v: want a positive interval", dst, interval)
 	}
 	var conn *net.IPConn
 	err := l.Do(ns, func() error {
-		c, err := net.ListenPacket("ip4:icmp", "0.0.0.0")
+		network, local := "ip4:icmp", "0.0.0.0"
+		if dst.Is6() {
+			// The kernel fills in ICMPv6 checksums on raw sockets.
+			network, local = "ip6:ipv6-icmp", "::"
+		}
+		c, err := net.ListenPacket(network, local)
 		if err != nil {
 			return err
 		}
@@ -167,19 +169,29 @@ func (s *PingStream) send() {
 func (s *PingStream) echoRequest(seq uint16) []byte {
 	msg := make([]byte, 8+len(s.token))
 	msg[0] = 8 // echo request
+	if s.dst.Is6() {
+		msg[0] = 128
+	}
 	binary.BigEndian.PutUint16(msg[4:], s.id)
 	binary.BigEndian.PutUint16(msg[6:], seq)
 	copy(msg[8:], s.token[:])
-	binary.BigEndian.PutUint16(msg[2:], icmpChecksum(msg))
+	if s.dst.Is4() {
+		binary.BigEndian.PutUint16(msg[2:], icmpChecksum(msg))
+	}
 	return msg
 }
 
 func (s *PingStream) receive() {
 	defer close(s.recvDone)
 	buf := make([]byte, 1500)
+	echoReply := byte(0)
+	if s.dst.Is6() {
+		echoReply = 129
+	}
 	for {
 		// The socket sees every ICMP packet of the namespace, including
-		// replies to other streams; Go strips the IPv4 header.
+		// replies to other streams; Go strips the IPv4 header (IPv6 raw
+		// sockets get none).
 		n, from, err := s.conn.ReadFrom(buf)
 		if err != nil {
 			if !errors.Is(err, net.ErrClosed) {
@@ -191,7 +203,7 @@ func (s *PingStream) receive() {
 		}
 		msg := buf[:n]
 		ip, ok := from.(*net.IPAddr)
-		if !ok || n < 8+len(s.token) || msg[0] != 0 || msg[1] != 0 ||
+		if !ok || n < 8+len(s.token) || msg[0] != echoReply || msg[1] != 0 ||
 			binary.BigEndian.Uint16(msg[4:]) != s.id || !bytes.Equal(msg[8:8+len(s.token)], s.token[:]) {
 			continue
 		}
