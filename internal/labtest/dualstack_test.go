@@ -59,6 +59,7 @@ func (r *router) dualStackISPs() {
 	r.sh("lan1", "ip", "-6", "addr", "add", v6ULAHost.String()+"/64", "dev", "eth0", "nodad")
 	r.sh("lan1", "ip", "-6", "route", "add", "default", "via", v6ULARtr.String())
 	r.listen("inet", netip.AddrPortFrom(v6Server, serverPort))
+	r.settle6()
 }
 
 // whichISP6 connects from the LAN host to the IPv6 server and returns
@@ -106,21 +107,7 @@ func TestDualStackBalancing(t *testing.T) {
 	}
 	r.mustRun()
 
-	counts := map[int]int{}
-	const n = 400
-	for i := 0; i < n; i++ {
-		k, err := r.whichISP6()
-		if err != nil {
-			t.Fatalf("IPv6 connection %d from the LAN: %v", i, err)
-		}
-		counts[k]++
-	}
-	share := float64(counts[1]) / n
-	t.Logf("IPv6 connections per ISP with weights 3:1: %v (ISP1 %.1f %%, want 75 %%)", counts, 100*share)
-	// Four standard deviations of a binomial(400, 0.75) share: 8.7 %.
-	if share < 0.75-0.087 || share > 0.75+0.087 {
-		t.Errorf("IPv6 split %v does not follow the weights 3:1", counts)
-	}
+	r.checkSplit6(0.75)
 	// A rebuild with nothing new leaves every IPv6 route in place.
 	r.mustRun()
 	for k := 1; k <= 2; k++ {
@@ -305,7 +292,6 @@ func TestHitlessRebuilds6(t *testing.T) {
 	r.sh("router", "ip6tables", "-N", "FAIL2BAN6")
 	r.sh("router", "ip6tables", "-A", "FAIL2BAN6", "-s", "2001:db8:bad::/48", "-j", "DROP")
 	r.sh("router", "ip6tables", "-I", "INPUT", "-j", "FAIL2BAN6")
-	r.settle6()
 	before := r.kernelState6()
 	r.mustRun()
 	// The first packets of a fresh lab wait for neighbour discovery all
@@ -356,4 +342,37 @@ func (r *router) settle6() {
 		}
 		return true
 	})
+}
+
+// checkSplit6 opens 2000 IPv6 connections from the LAN host and checks
+// that ISP 1 carries its share within 4 %, as the issue asks: with 2000
+// connections that is at least 4 standard deviations of the binomial
+// share, so a correct split fails it about once in 16000 runs.
+func (r *router) checkSplit6(want float64) {
+	r.t.Helper()
+	counts := map[int]int{}
+	const n = 2000
+	for i := 0; i < n; i++ {
+		k, err := r.whichISP6()
+		if err != nil {
+			r.t.Fatalf("IPv6 connection %d from the LAN: %v", i, err)
+		}
+		counts[k]++
+	}
+	share := float64(counts[1]) / n
+	r.t.Logf("%d IPv6 connections per ISP: %v (ISP1 %.1f %%, want %.0f %%)", n, counts, 100*share, 100*want)
+	if share < want-0.04 || share > want+0.04 {
+		r.t.Errorf("IPv6 split %v does not follow the weights (ISP1 %.1f %%, want %.0f %% ± 4 %%)", counts, 100*share, 100*want)
+	}
+}
+
+// TestDualStackEvenSplit: with weights 1:1, 2000 new IPv6 connections
+// split evenly, each leaving with its ISP's own address.
+func TestDualStackEvenSplit(t *testing.T) {
+	t.Parallel()
+	r := newRouter(t, lab.Options{Prefix: "even6"}, ispConf(1, 1))
+	r.startServer()
+	r.dualStackISPs()
+	r.mustRun()
+	r.checkSplit6(0.5)
 }
