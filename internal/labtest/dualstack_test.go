@@ -376,3 +376,58 @@ func TestDualStackEvenSplit(t *testing.T) {
 	r.mustRun()
 	r.checkSplit6(0.5)
 }
+
+// TestInboundOnSecondISP6: a connection from the internet to the
+// router's IPv6 address on ISP 2 is answered via ISP 2, though the
+// router's own IPv6 default prefers ISP 1. ISP 1 drops sources that are
+// not its customers', so a reply out of ISP 1 is lost: before ispbalance
+// it is.
+func TestInboundOnSecondISP6(t *testing.T) {
+	t.Parallel()
+	r := newRouter(t, lab.Options{Prefix: "in6"}, "mode=failover\nISP1 wan1 isp default 5\nISP2 wan2 isp default 1\nLAN lan1 lan\n")
+	r.dualStackISPs()
+	r.sh("isp1", "ip6tables", "-A", "FORWARD", "-i", "down0", "!", "-s", "2001:db8:1::/64", "-j", "DROP")
+	const sshPort = 22
+	r.listen("router", netip.AddrPortFrom(netip.IPv6Unspecified(), sshPort))
+	viaISP2 := netip.AddrPortFrom(v6RouterISP(2), sshPort)
+	viaISP1 := netip.AddrPortFrom(v6RouterISP(1), sshPort)
+	if !r.reachable("inet", viaISP1, 3*time.Second) {
+		t.Fatalf("before ispbalance the router's ISP1 address does not answer: the lab is broken")
+	}
+	if _, err := r.lab.Greet("inet", viaISP2, time.Second); err == nil {
+		t.Fatalf("before ispbalance the router's ISP2 address answers although replies leave by ISP1: the test cannot tell")
+	}
+	r.mustRun()
+	if !r.reachable("inet", viaISP2, 3*time.Second) {
+		t.Errorf("the router's IPv6 address on ISP2 is not answered via ISP2")
+	}
+}
+
+// TestBadIPv6ConfigChangesNothing: a bad IPv6 value in balance.conf
+// names the file and line and leaves both families exactly as they were.
+func TestBadIPv6ConfigChangesNothing(t *testing.T) {
+	t.Parallel()
+	r := newRouter(t, lab.Options{Prefix: "bad6"}, ispConf(1, 1))
+	r.dualStackISPs()
+	r.mustRun()
+	before := r.kernelState() + r.kernelState6()
+	for _, b := range []struct{ line, want string }{
+		{"ipv6_gateway=ISP1 fe80::1%wan1", ":1: ipv6_gateway: \"fe80::1%wan1\" is not an IPv6 address"},
+		{"ipv6_prefix=ISP1 2001:db8:100::1/56", ":1: ipv6_prefix: 2001:db8:100::1/56 has host bits set"},
+		{"ipv6_prefix=LAN 2001:db8:100::/56", ":1: ipv6_prefix names \"LAN\", which is no isp service"},
+		{"ipv6_nat=npt", ":1: ipv6_nat must be auto, failover or off"},
+		{"ipv6=maybe", ":1: ipv6:"},
+	} {
+		r.writeConf(b.line + "\n" + ispConf(1, 1))
+		out, err := r.run()
+		if err == nil {
+			t.Errorf("%q accepted", b.line)
+		}
+		if !strings.Contains(out, r.conf+b.want) {
+			t.Errorf("error output %q lacks %q", out, r.conf+b.want)
+		}
+		if after := r.kernelState() + r.kernelState6(); after != before {
+			t.Errorf("%q changed the kernel state:\n--- before\n%s\n--- after\n%s", b.line, before, after)
+		}
+	}
+}
