@@ -1,6 +1,7 @@
 package labtest
 
 import (
+	"bufio"
 	"fmt"
 	"net/netip"
 	"os"
@@ -279,7 +280,8 @@ func (r *router) kernelState6() string {
 }
 
 // TestHitlessRebuilds6: a ping every 2 ms over IPv6 from the LAN loses
-// nothing across 20 rebuilds that take the other ISP down and up;
+// nothing, and an established IPv6 connection keeps its ISP and keeps
+// flowing, across 20 rebuilds that take the other ISP down and up;
 // foreign IPv6 routes, rules and ip6tables chains survive every rebuild,
 // and stop leaves IPv6 exactly as it was before ispbalance.
 func TestHitlessRebuilds6(t *testing.T) {
@@ -297,6 +299,23 @@ func TestHitlessRebuilds6(t *testing.T) {
 	// The first packets of a fresh lab wait for neighbour discovery all
 	// along the path; that is not what this test measures.
 	r.sh("lan1", "ping", "-6", "-c1", "-W2", v6Server.String())
+	// An established connection keeps its ISP and keeps flowing while
+	// the other ISP goes down and up.
+	conn, err := r.lab.DialTCP("lan1", netip.AddrPortFrom(v6Server, serverPort), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	rd := bufio.NewReader(conn)
+	seen, err := rd.ReadString('\n')
+	if err != nil {
+		t.Fatal(err)
+	}
+	mine := ispForAddr6(netip.MustParseAddr(strings.TrimSpace(seen)), 2)
+	if mine == 0 {
+		t.Fatalf("the server saw %q, which is no ISP's address", seen)
+	}
+	other := 3 - mine
 	ping, err := r.lab.StartPing("lan1", v6Server, 2*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
@@ -306,7 +325,15 @@ func TestHitlessRebuilds6(t *testing.T) {
 		if i%2 == 1 {
 			verdict = "up"
 		}
-		r.mustRun(verdict, "ISP2")
+		r.mustRun(verdict, "ISP"+itoa(other))
+		msg := fmt.Sprintf("round %d\n", i)
+		conn.SetDeadline(time.Now().Add(2 * time.Second))
+		if _, err := conn.Write([]byte(msg)); err != nil {
+			t.Fatalf("round %d: writing on the established IPv6 connection: %v", i, err)
+		}
+		if echo, err := rd.ReadString('\n'); err != nil || echo != msg {
+			t.Fatalf("round %d: echo %q, %v; want %q", i, echo, err, msg)
+		}
 		now := r.kernelState6()
 		for _, want := range []string{"2001:db8:99::/48 via fd00:100::10 dev lan1", "500:\tfrom fd00:100::77 lookup 100",
 			"-A FAIL2BAN6 -s 2001:db8:bad::/48 -j DROP", "-A INPUT -j FAIL2BAN6"} {
