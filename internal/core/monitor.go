@@ -41,7 +41,7 @@ func MonitorFacts(f Facts) monitor.Facts {
 			mf.Targets = append(mf.Targets, monitor.Target{
 				Service: state.IPv6Name(s.Name), Base: s.Name, IPv6: true,
 				Ping: append([]string(nil), s.PingTargets...), Device: isp.Kernel,
-				Src: isp.Addr6.Addr(), Mark: isp.Mark, Gateway: isp.Gateway6,
+				Src: isp.Src6, Mark: isp.Mark, Gateway: isp.Gateway6,
 				Present: true, Carrier: isp.Carrier, Routing: isp.Routing6,
 			})
 		}

@@ -145,7 +145,7 @@ func Discover(reqs []Request, opts Options) (map[string]Link, error) {
 		// ISP per device carries it.
 		if _, label := splitDevice(req.Device); l.Present && !req.NoIPv6 && label == "" {
 			l.V6 = describe6(addrs6, routes6, l.Index, req.Gateway6)
-			if l.V6.Addr.IsValid() && !req.LAN {
+			if (l.V6.Addr.IsValid() || l.V6.Gateway.IsValid()) && !req.LAN {
 				if req.Delegated.IsValid() {
 					l.V6.Delegated, l.V6.DelegatedFrom = req.Delegated, FromConfig
 				} else {

@@ -12,7 +12,8 @@ import (
 // means the ISP offers none (or it is not configured yet): the router
 // then balances IPv4 only through it.
 type IPv6 struct {
-	// Addr is the device's global address with its prefix length.
+	// Addr is the device's global address with its prefix length;
+	// invalid on an uplink numbered link-local only.
 	Addr netip.Prefix
 	// Gateway is the IPv6 router, usually link-local (learned from router
 	// advertisements), on the device.
@@ -34,13 +35,12 @@ const FromRA = "ra"
 // advertisement.
 const routeProtocolRA = 9
 
-// describe6 finds the IPv6 facts of the link with the given index.
+// describe6 finds the IPv6 facts of the link with the given index. The
+// gateway is looked for even without a global address: many ISPs number
+// the uplink with link-local addresses only and delegate a prefix.
 func describe6(addrs []netlink.Addr, routes []netlink.Route, index int, pinned netip.Addr) IPv6 {
 	var v6 IPv6
 	v6.Addr = pickAddr6(addrs, index)
-	if !v6.Addr.IsValid() {
-		return v6
-	}
 	if pinned.IsValid() {
 		v6.Gateway, v6.GatewayFrom = pinned, FromConfig
 		return v6

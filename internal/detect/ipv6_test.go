@@ -62,7 +62,9 @@ func TestRouteGateway6(t *testing.T) {
 	if v6 := describe6([]netlink.Addr{v6addr(2, "2001:db8:1::2/64", 0)}, []netlink.Route{ra}, 2, netip.MustParseAddr("fe80::7")); v6.Gateway != netip.MustParseAddr("fe80::7") || v6.GatewayFrom != FromConfig {
 		t.Errorf("a pinned gateway gave %+v", v6)
 	}
-	if v6 := describe6(nil, []netlink.Route{ra}, 2, netip.Addr{}); v6 != (IPv6{}) {
-		t.Errorf("no global address, but IPv6 facts %+v", v6)
+	// An uplink numbered link-local only still has its gateway: the ISP
+	// may delegate a prefix over it.
+	if v6 := describe6(nil, []netlink.Route{ra}, 2, netip.Addr{}); v6.Addr.IsValid() || v6.Gateway != netip.MustParseAddr("fe80::1") {
+		t.Errorf("link-local uplink: got IPv6 facts %+v, want no address and gateway fe80::1", v6)
 	}
 }

@@ -224,3 +224,35 @@ func TestIPv6NATFailover(t *testing.T) {
 		t.Errorf("ISP1 back: the server saw %v, want %s itself every time", seen, lan2Host)
 	}
 }
+
+// TestLinkLocalUplink: ISP 1 numbers the uplink with link-local
+// addresses only and delegates a prefix. The router still balances IPv6
+// through it, with its LAN address from the delegation as its own source
+// there: LAN hosts leave ISP 1 untranslated or mapped into the
+// delegation, the router's own traffic through ISP 1 works, and the
+// monitor judges ISP 1's IPv6 up by probing from that address.
+func TestLinkLocalUplink(t *testing.T) {
+	t.Parallel()
+	conf := "ISP1 wan1 isp\nISP2 wan2 isp\nLAN1 lan1 lan\nLAN2 lan2 lan\n" +
+		"ipv6_prefix=ISP1 " + pd1First + "\nipv6_prefix=ISP2 " + pd2Static + "\n"
+	r := delegationLab(t, conf)
+	r.sh("router", "ip", "-6", "addr", "del", v6RouterISP(1).String()+"/64", "dev", "wan1")
+	wanLL := r.linkLocal("router", "wan1")
+	for _, p := range []string{pd1First, pd1Second} {
+		r.sh("isp1", "ip", "-6", "route", "replace", p, "via", wanLL.String(), "dev", "down0")
+	}
+	r.startMonitor()
+	r.waitMonitor("ISP1.ipv6", "up", 10*time.Second)
+	if st := r.mustRun("-s"); !strings.Contains(st, "(link-local uplink)") {
+		t.Errorf("-s does not show ISP1's link-local uplink:\n%s", st)
+	}
+	own := r.sources("lan2", 60)
+	if len(own) != 2 || own[lan2Host] == 0 || own[netip.MustParseAddr("2001:db8:200:2::10")] == 0 {
+		t.Errorf("sources the server saw from %s: %v, want itself and 2001:db8:200:2::10", lan2Host, own)
+	}
+	ula := r.sources("lan1", 60)
+	if len(ula) != 2 || ula[netip.MustParseAddr("2001:db8:100::10")] == 0 || ula[netip.MustParseAddr("2001:db8:200::10")] == 0 {
+		t.Errorf("sources the server saw from the ULA host: %v, want 2001:db8:100::10 and 2001:db8:200::10", ula)
+	}
+	r.sh("router", "ping", "-6", "-c1", "-W2", "-I", lan2Rtr.String(), v6Server.String())
+}

@@ -43,9 +43,17 @@ func planRoutes6(p Plan) []Route {
 	var routes []Route
 	var routing []ISP
 	for _, isp := range ipv6ISPs(p) {
-		routes = append(routes,
-			Route{Table: isp.Table, Dst: defaultRoute6, Gateway: isp.Gateway6, Device: isp.Kernel},
-			Route{Table: isp.Table, Dst: isp.Addr6.Masked(), Device: isp.Kernel})
+		if isp.Addr6.IsValid() {
+			routes = append(routes,
+				Route{Table: isp.Table, Dst: defaultRoute6, Gateway: isp.Gateway6, Device: isp.Kernel},
+				Route{Table: isp.Table, Dst: isp.Addr6.Masked(), Device: isp.Kernel})
+		} else {
+			// Without an address of its own on the uplink the kernel
+			// would pick any global address as the source, another ISP's
+			// included; the router's address from the delegation is the
+			// one this ISP routes back.
+			routes = append(routes, Route{Table: isp.Table, Dst: defaultRoute6, Gateway: isp.Gateway6, Device: isp.Kernel, Src: isp.Src6})
+		}
 		if isp.Routing6 {
 			routing = append(routing, isp)
 		}
@@ -82,7 +90,7 @@ func planRules6(p Plan) []Rule {
 	for _, isp := range isps {
 		rules = append(rules,
 			Rule{Priority: kn.PrioFwmarkBase + isp.Index, Table: isp.Table, Mark: isp.Mark, Mask: kn.MarkMask, SuppressPrefixlen: -1, IPv6: true},
-			Rule{Priority: kn.PrioSourceBase + isp.Index, Table: isp.Table, Src: netip.PrefixFrom(isp.Addr6.Addr(), 128), SuppressPrefixlen: -1, IPv6: true},
+			Rule{Priority: kn.PrioSourceBase + isp.Index, Table: isp.Table, Src: netip.PrefixFrom(isp.Src6, 128), SuppressPrefixlen: -1, IPv6: true},
 			Rule{Priority: kn.PrioOifBase + isp.Index, Table: isp.Table, Oif: isp.Kernel, SuppressPrefixlen: -1, IPv6: true},
 		)
 		if isp.Delegated6.IsValid() && isp.Routing6 {
@@ -166,7 +174,13 @@ func natTable6(p Plan) Table {
 			// where the forward policy lets it through at all.
 			pre.add(r("-i", isp.Kernel, "-d", m.outside.String(), "-j", "NETMAP", "--to", m.lan.String()))
 		}
-		post.add(r("-o", isp.Kernel, "-j", "MASQUERADE"))
+		if isp.Addr6.IsValid() {
+			post.add(r("-o", isp.Kernel, "-j", "MASQUERADE"))
+		} else {
+			// MASQUERADE would take any global address of the router;
+			// the ISP routes back only its own delegation.
+			post.add(r("-o", isp.Kernel, "-j", "SNAT", "--to-source", isp.Src6.String()))
+		}
 	}
 	return natTable6Of(pre, post)
 }
@@ -179,11 +193,28 @@ func natTable6Of(pre, post Chain) Table {
 // ownPrefixes6 are the sources an ISP carries untranslated: its uplink's
 // prefix and its delegation.
 func ownPrefixes6(isp ISP) []netip.Prefix {
-	own := []netip.Prefix{isp.Addr6.Masked()}
-	if isp.Delegated6.IsValid() && !isp.Delegated6.Overlaps(own[0]) {
+	var own []netip.Prefix
+	if isp.Addr6.IsValid() {
+		own = append(own, isp.Addr6.Masked())
+	}
+	if isp.Delegated6.IsValid() && (len(own) == 0 || !isp.Delegated6.Overlaps(own[0])) {
 		own = append(own, isp.Delegated6)
 	}
 	return own
+}
+
+// delegatedSource finds the router's LAN address inside a delegation:
+// the source an ISP with a link-local uplink routes back.
+func delegatedSource(cfg *config.Config, in Input, delegated netip.Prefix) netip.Addr {
+	if !delegated.IsValid() {
+		return netip.Addr{}
+	}
+	for _, s := range cfg.LANs() {
+		if l, ok := in.Links[s.Device]; ok && l.Present && delegated.Contains(l.V6Addr.Addr()) {
+			return l.V6Addr.Addr()
+		}
+	}
+	return netip.Addr{}
 }
 
 // prefixMap6 is one LAN prefix mapped 1:1 into an ISP's delegation.

@@ -30,6 +30,14 @@ func delegating(k int, prefix string) plan.Link {
 	return l
 }
 
+// linkLocalUplink is ISP k with no global IPv6 address on the uplink,
+// only a gateway and a delegated prefix.
+func linkLocalUplink(k int, prefix string) plan.Link {
+	l := delegating(k, prefix)
+	l.V6Addr = netip.Prefix{}
+	return l
+}
+
 // lan6 is LAN k with an IPv6 address.
 func lan6(k int, addr string) plan.Link {
 	l := plantest.LAN(k)
@@ -83,6 +91,15 @@ var dualStackScenarios = []plantest.Scenario{
 		Conf:  "ipv6_nat=off\nCABLE wan1 isp\nDSL wan2 isp\nLAN1 lan1 lan\nLAN2 lan2 lan\n",
 		Links: delegatedLinks,
 		Up:    map[string]bool{"CABLE": true, "DSL": true},
+	},
+	{
+		// CABLE numbers its uplink link-local only and delegates a /56;
+		// the router's LAN address from it is CABLE's IPv6 source.
+		Name: "dual-stack-link-local-uplink",
+		Conf: "CABLE wan1 isp\nDSL wan2 isp\nLAN1 lan1 lan\n",
+		Links: map[string]plan.Link{"wan1": linkLocalUplink(1, "2001:db8:100::/56"), "wan2": dualISP(2),
+			"lan1": lan6(1, "2001:db8:100:1::1/64")},
+		Up: map[string]bool{"CABLE": true, "DSL": true},
 	},
 	{
 		Name:  "dual-stack-one-down",

@@ -79,11 +79,17 @@ type ISP struct {
 	// setup, for the log and the status table.
 	Warnings []string
 	// Addr6, Gateway6 and GwFrom6 are the ISP's IPv6; Addr6 is invalid
-	// when it has none (or ipv6=off). Routing6 is Routing for IPv6.
+	// when the uplink has no global address. Routing6 is Routing for
+	// IPv6.
 	Addr6    netip.Prefix
 	Gateway6 netip.Addr
 	GwFrom6  string
 	Routing6 bool
+	// Src6 is the router's own IPv6 address through the ISP: the
+	// uplink's, or, on an uplink numbered link-local only, the router's
+	// LAN address from the ISP's delegation. Invalid when the ISP
+	// carries no IPv6 (none, or ipv6=off).
+	Src6 netip.Addr
 	// Delegated6 is the prefix the ISP delegated to the router (invalid
 	// when none): LAN hosts may be numbered from it, and NPTv6 translates
 	// into it.
@@ -91,7 +97,7 @@ type ISP struct {
 }
 
 // HasIPv6 says the ISP carries IPv6.
-func (isp ISP) HasIPv6() bool { return isp.Addr6.IsValid() }
+func (isp ISP) HasIPv6() bool { return isp.Src6.IsValid() }
 
 // LAN is one LAN service as planned.
 type LAN struct {
@@ -287,9 +293,13 @@ func Build(in Input) (Plan, error) {
 			Carrier: l.Carrier, Up: in.Up[s.Name],
 		}
 		isp.Routing = isp.Up && isp.Carrier
-		if cfg.IPv6 && !isp.Alias && l.V6Addr.IsValid() && l.V6Gateway.IsValid() {
+		if cfg.IPv6 && !isp.Alias && l.V6Gateway.IsValid() {
 			isp.Addr6, isp.Gateway6, isp.GwFrom6 = l.V6Addr, l.V6Gateway, l.V6GatewayFrom
 			isp.Delegated6 = l.V6Delegated
+			isp.Src6 = l.V6Addr.Addr()
+			if !isp.Src6.IsValid() {
+				isp.Src6 = delegatedSource(cfg, in, l.V6Delegated)
+			}
 		}
 		p.ISPs = append(p.ISPs, isp)
 	}

@@ -425,7 +425,11 @@ func Status(w io.Writer, report StatusReport) error {
 			}
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Service, r.Device, r.Role, r.State, routing, addr, gw)
-		if r.Addr6.IsValid() {
+		if r.Addr6.IsValid() || r.Gateway6.IsValid() {
+			addr6 := "(link-local uplink)"
+			if r.Addr6.IsValid() {
+				addr6 = r.Addr6.String()
+			}
 			gw6 := "-"
 			if r.Gateway6.IsValid() {
 				gw6 = r.Gateway6.String()
@@ -433,7 +437,7 @@ func Status(w io.Writer, report StatusReport) error {
 					gw6 += " (" + r.Gateway6From + ")"
 				}
 			}
-			fmt.Fprintf(tw, "\t\t\t\t\t%s\t%s\n", r.Addr6, gw6)
+			fmt.Fprintf(tw, "\t\t\t\t\t%s\t%s\n", addr6, gw6)
 		}
 		if r.Delegated6.IsValid() {
 			from := ""
