@@ -99,6 +99,20 @@ forward 8080 [fd00:100::10]:81
 		t.Errorf("the ip -6 rule line is not at 9400:\n%s", out)
 	}
 
+	// Removed by someone else, they show as drift, as IPv4's do.
+	if st := r.mustRun("-s"); strings.Contains(st, "Installed differs") {
+		t.Errorf("-s reports drift right after a rebuild:\n%s", st)
+	}
+	r.sh("router", "ip", "-6", "rule", "del", "priority", "9400")
+	r.sh("router", "ip", "-6", "route", "del", "2001:db8:99::/48", "table", "4201")
+	st := r.mustRun("-s")
+	for _, want := range []string{"priority 9400 from 2001:db8:98::/48 lookup 4202", "2001:db8:99::/48 via fe80::"} {
+		if !strings.Contains(st, "Installed differs") || !strings.Contains(st, want) {
+			t.Errorf("-s does not list the deleted %q as drift:\n%s", want, st)
+		}
+	}
+	r.mustRun()
+
 	// Spelled unlike ip6tables-save (-s fd00:100::10 comes back /128):
 	// learnt at the next rebuild, and then left alone.
 	r.mustRun()
