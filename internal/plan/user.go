@@ -355,8 +355,6 @@ func parseTable(v string) (int, error) {
 	return t, nil
 }
 
-func parsePrefix(v string) (netip.Prefix, error) { return parsePrefixFamily(false, v) }
-
 // parsePrefixFamily reads an address or prefix of IPv6 or of IPv4, as
 // `ip` lines write them ("default" and "all" are everything).
 func parsePrefixFamily(ipv6 bool, v string) (netip.Prefix, error) {
@@ -389,9 +387,10 @@ func parseAddrFamily(ipv6 bool, v string) (netip.Addr, bool) {
 }
 
 // lineFamily decides whether an `ip` line is about IPv6: as -6 or -4
-// say, else, as iproute2 does, by the first address the line names
-// (after the words that take one, in the positions given), else IPv4.
-func lineFamily(family rules.Family, args []string, addrAfter map[string]bool, bare bool) bool {
+// say, else, as iproute2 does, by the first address the line names, else
+// IPv4. Addresses follow the words of addr; the words of words take some
+// other value; any other word is the destination when bare is set.
+func lineFamily(family rules.Family, args []string, addr, words map[string]bool, bare bool) bool {
 	switch family {
 	case rules.IPv4:
 		return false
@@ -401,9 +400,12 @@ func lineFamily(family rules.Family, args []string, addrAfter map[string]bool, b
 	for i := 0; i < len(args); i++ {
 		v := args[i]
 		switch {
-		case addrAfter[v] && i+1 < len(args):
+		case addr[v] && i+1 < len(args):
 			v = args[i+1]
 			i++
+		case words[v]:
+			i++
+			continue
 		case !bare || strings.HasPrefix(v, "-"):
 			continue
 		}
@@ -421,14 +423,18 @@ func lineFamily(family rules.Family, args []string, addrAfter map[string]bool, b
 // -4 or -6.
 func parseRoute(args []string) (Route, error) { return parseRouteFamily(rules.AnyFamily, args) }
 
-// routeAddrWords are the words of `ip route` followed by an address.
-var routeAddrWords = map[string]bool{"via": true, "src": true}
+// routeAddrWords are the words of `ip route` followed by an address,
+// routeValueWords those followed by another value.
+var (
+	routeAddrWords  = map[string]bool{"via": true, "src": true}
+	routeValueWords = map[string]bool{"dev": true, "table": true, "metric": true, "preference": true, "priority": true, "proto": true, "scope": true}
+)
 
 // parseRouteFamily reads the arguments of `ip route add|replace|del`. Only
 // what ispbalance can install and own is accepted; anything else is an
 // error rather than a silently different route.
 func parseRouteFamily(family rules.Family, args []string) (Route, error) {
-	ipv6 := lineFamily(family, args, routeAddrWords, true)
+	ipv6 := lineFamily(family, args, routeAddrWords, routeValueWords, true)
 	rt := Route{Table: mainTable}
 	need := func(i int) (string, error) {
 		if i+1 >= len(args) {
@@ -512,7 +518,7 @@ var ruleAddrWords = map[string]bool{"from": true, "to": true}
 
 // parseRuleFamily reads the arguments of `ip rule add|del`.
 func parseRuleFamily(family rules.Family, args []string) (Rule, error) {
-	ipv6 := lineFamily(family, args, ruleAddrWords, false)
+	ipv6 := lineFamily(family, args, ruleAddrWords, nil, false)
 	ru := Rule{SuppressPrefixlen: -1, IPv6: ipv6}
 	haveTable := false
 	for i := 0; i < len(args); i++ {

@@ -79,7 +79,7 @@
 // with a global address is reachable as it is, so its port is opened from
 // every ISP (and translated only when PORT differs); a host with a unique
 // local address is reached at each ISP's IPv6 address through DNAT, as in
-// IPv4.
+// IPv4. The other directives act on IPv4 only.
 //
 // forward, forward-with-snat and add-route act on every ISP and LAN
 // that is present, whether or not the monitor calls it up: inbound
