@@ -252,3 +252,23 @@ func TestRuleFiles6Shown(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkBuildRuleFiles plans the IPv4 rule-files scenario and the
+// dual-stack one whose rule file has IPv6 lines too, for comparison.
+func BenchmarkBuildRuleFiles(b *testing.B) {
+	var ipv4 plantest.Scenario
+	for _, sc := range plantest.Scenarios {
+		if sc.Name == "rule-files" {
+			ipv4 = sc
+		}
+	}
+	for _, sc := range []plantest.Scenario{ipv4, user6Scenarios[0]} {
+		b.Run(sc.Name, func(b *testing.B) {
+			for b.Loop() {
+				if _, err := sc.Build(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
