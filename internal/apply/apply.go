@@ -162,19 +162,24 @@ func (a *Applier) Apply(ctx context.Context, p plan.Plan) (Stats, error) {
 			return stats, a.rollback(ctx, err, routingBefore, fwBefore, nil)
 		}
 	}
+	var input6 string
 	if fw6Before != nil {
 		// Same policy, same transaction style; a failure undoes the IPv4
 		// part and the routing too, so the families never disagree.
-		input6, _ := fw6Before.restoreInput(p.Firewall6, fw6Before.ourRules())
+		var origins6 []string
+		input6, origins6 = fw6Before.restoreInput(p.Firewall6, fw6Before.existingAsPlanned("ipv6", p.Firewall6, sp))
 		if input6 != "" {
 			a.echo("ip6tables-restore --noflush <<EOF\n%sEOF", input6)
 			if err := a.netfilter6.restore(ctx, input6, true); err != nil {
-				err = fmt.Errorf("installing the IPv6 firewall: %w", err)
+				err = a.explainRestoreFamily(ctx, a.netfilter6, "IPv6 firewall", err, input6, origins6, fw6Before)
 				return stats, a.rollback(ctx, err, routingBefore, fwBefore, fw6Before)
 			}
 		}
 	}
 	recordWritten("ipv4", p.Firewall, input, sp)
+	if fw6Before != nil {
+		recordWritten("ipv6", p.Firewall6, input6, sp)
+	}
 	if err := writeSpellings(a.spellingsPath(), sp, onDisk); err != nil {
 		// Only speed is at stake: the chains are rewritten next time.
 		a.log.Warn("rule-file chains will be rewritten on every rebuild", "err", err)

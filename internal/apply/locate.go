@@ -41,15 +41,21 @@ func (e *RuleFileError) Unwrap() error { return e.Err }
 // hook, which is ispbalance's own line; then the rule is found by trying
 // the table with fewer of the rule files' rules where that is harmless.
 func (a *Applier) explainRestore(ctx context.Context, err error, input string, origins []string, before firewallState) error {
+	return a.explainRestoreFamily(ctx, a.netfilter, "firewall", err, input, origins, before)
+}
+
+// explainRestoreFamily is explainRestore for the family nf restores; what
+// names it in messages ("firewall", "IPv6 firewall").
+func (a *Applier) explainRestoreFamily(ctx context.Context, nf netfilterFamily, what string, err error, input string, origins []string, before firewallState) error {
 	var re *RestoreError
 	if !errors.As(err, &re) {
-		return fmt.Errorf("installing the firewall: %w", err)
+		return fmt.Errorf("installing the %s: %w", what, err)
 	}
 	line := re.Line()
 	if line > 0 && !hasOrigin(origins, line) {
 		reason := restoreReason(re.Stderr)
 		fails := func(candidate string) (bool, error) {
-			stderr, failed, err := a.netfilter.tryScratch(ctx, asInKernel(candidate, before))
+			stderr, failed, err := nf.tryScratch(ctx, asInKernel(candidate, before))
 			return failed && restoreReason(stderr) == reason, err
 		}
 		found, err := locateRule(input, origins, line, fails)
@@ -61,7 +67,7 @@ func (a *Applier) explainRestore(ctx context.Context, err error, input string, o
 		}
 	}
 	if !hasOrigin(origins, line) {
-		return fmt.Errorf("installing the firewall: %w", err)
+		return fmt.Errorf("installing the %s: %w", what, err)
 	}
 	// The short message leaves out the restore text; -v still shows it.
 	a.log.Info("iptables-restore refused the firewall", "err", re)
@@ -211,7 +217,7 @@ func (n Binaries) tryScratch(ctx context.Context, input string) (stderr string, 
 var (
 	// restorePrefix is how iptables-restore starts its messages:
 	// "iptables-restore v1.8.9 (nf_tables): " or "iptables-restore: ".
-	restorePrefix = regexp.MustCompile(`^iptables-restore( v[0-9.]+ \([^)]*\))?:\s*`)
+	restorePrefix = regexp.MustCompile(`^ip6?tables-restore( v[0-9.]+ \([^)]*\))?:\s*`)
 	// linePrefix is nf_tables' "line 3: " before a refused batch object.
 	linePrefix = regexp.MustCompile(`^line \d+: `)
 	// legacyFailed is all the legacy backend says about a refused table.
@@ -228,7 +234,7 @@ func restoreReason(stderr string) string {
 	var parts []string
 	for _, l := range strings.Split(stderr, "\n") {
 		l = restorePrefix.ReplaceAllString(strings.TrimSpace(l), "")
-		if l == "" || strings.HasPrefix(l, "Error occurred at line") || strings.HasPrefix(l, "Try `iptables-restore") {
+		if l == "" || strings.HasPrefix(l, "Error occurred at line") || strings.HasPrefix(l, "Try `iptables-restore") || strings.HasPrefix(l, "Try `ip6tables-restore") {
 			continue
 		}
 		l = linePrefix.ReplaceAllString(l, "")

@@ -129,7 +129,7 @@ func recordWritten(family string, tables []plan.Table, input string, sp spelling
 		}
 	}
 	for key := range sp {
-		if !plannedChain(family, tables, key) {
+		if strings.HasPrefix(key, family+"/") && !plannedChain(family, tables, key) {
 			delete(sp, key)
 		}
 	}

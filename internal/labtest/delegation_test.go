@@ -99,6 +99,18 @@ func (r *router) dhclient6(t *testing.T) {
 		"-lf", filepath.Join(leaseDir, "dhclient6.wan1.leases"), "wan1")
 }
 
+// settled checks that what was just installed reads back as installed:
+// -s sees no drift, and a rebuild with nothing new writes no firewall.
+func (r *router) settled(args ...string) {
+	r.t.Helper()
+	if st := r.mustRun(append(args, "-s")...); strings.Contains(st, "Installed differs") {
+		r.t.Errorf("-s reports drift right after a rebuild:\n%s", st)
+	}
+	if out := r.mustRun(append(args, "-v")...); strings.Contains(out, "iptables-restore") {
+		r.t.Errorf("a rebuild with nothing new rewrote the firewall:\n%s", out)
+	}
+}
+
 // sources connects n times from a LAN namespace to the IPv6 server and
 // counts the sources the server saw.
 func (r *router) sources(ns string, n int) map[netip.Addr]int {
@@ -145,6 +157,7 @@ func TestDelegatedPrefix(t *testing.T) {
 		out, _ := r.lab.Exec("router", "ip", "-6", "route", "show", "table", "main", "proto", "177")
 		return strings.Contains(string(out), "unreachable "+pd1First)
 	})
+	r.settled("--root", r.dir)
 	status := r.mustRun("--root", r.dir, "-s")
 	for _, want := range []string{"delegated " + pd1First, "delegated " + pd2Static + " (config)"} {
 		if !strings.Contains(status, want) {
@@ -207,6 +220,7 @@ func TestIPv6NATFailover(t *testing.T) {
 		"ipv6_prefix=ISP1 " + pd1First + "\nipv6_prefix=ISP2 " + pd2Static + "\n"
 	r := delegationLab(t, conf)
 	r.mustRun()
+	r.settled()
 	if seen := r.sources("lan2", 40); len(seen) != 1 || seen[lan2Host] != 40 {
 		t.Errorf("both ISPs up: the server saw %v, want %s itself every time", seen, lan2Host)
 	}
@@ -243,6 +257,7 @@ func TestLinkLocalUplink(t *testing.T) {
 	}
 	r.startMonitor()
 	r.waitMonitor("ISP1.ipv6", "up", 10*time.Second)
+	r.settled()
 	if st := r.mustRun("-s"); !strings.Contains(st, "(link-local uplink)") {
 		t.Errorf("-s does not show ISP1's link-local uplink:\n%s", st)
 	}

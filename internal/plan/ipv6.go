@@ -143,7 +143,7 @@ func mangleTable6(p Plan) Table {
 				// Hosts with a live ISP's prefix go by source-prefix rules.
 				for _, isp := range routing {
 					if isp.Delegated6.IsValid() {
-						pre.add(r("-i", lan.Kernel, "-s", isp.Delegated6.String(), "-j", "RETURN"))
+						pre.add(r("-s", isp.Delegated6.String(), "-i", lan.Kernel, "-j", "RETURN"))
 					}
 				}
 			}
@@ -156,6 +156,10 @@ func mangleTable6(p Plan) Table {
 	return Table{Name: "mangle", Chains: chains, Jumps: []Jump{{"PREROUTING", kn.ChainPrerouting}, {"FORWARD", kn.ChainForward}}}
 }
 
+// Rules are spelled as ip6tables-save prints them (addresses before
+// devices), so that the drift check and the unchanged-rebuild check see
+// them as installed.
+
 // natTable6 translates LAN connections that leave by an ISP whose
 // prefix they do not carry (see the top of this file).
 func natTable6(p Plan) Table {
@@ -166,13 +170,13 @@ func natTable6(p Plan) Table {
 	}
 	for _, isp := range ipv6ISPs(p) {
 		for _, own := range ownPrefixes6(isp) {
-			post.add(r("-o", isp.Kernel, "-s", own.String(), "-j", "RETURN"))
+			post.add(r("-s", own.String(), "-o", isp.Kernel, "-j", "RETURN"))
 		}
 		for _, m := range prefixMaps6(p, isp) {
-			post.add(r("-o", isp.Kernel, "-s", m.lan.String(), "-j", "NETMAP", "--to", m.outside.String()))
+			post.add(r("-s", m.lan.String(), "-o", isp.Kernel, "-j", "NETMAP", "--to", m.outside.String()))
 			// Inbound to the mapped prefix reaches the host behind it,
 			// where the forward policy lets it through at all.
-			pre.add(r("-i", isp.Kernel, "-d", m.outside.String(), "-j", "NETMAP", "--to", m.lan.String()))
+			pre.add(r("-d", m.outside.String(), "-i", isp.Kernel, "-j", "NETMAP", "--to", m.lan.String()))
 		}
 		if isp.Addr6.IsValid() {
 			post.add(r("-o", isp.Kernel, "-j", "MASQUERADE"))

@@ -186,3 +186,51 @@ func TestIPv6JudgedApart(t *testing.T) {
 		t.Errorf("last_resort=unreachable: IPv6 via %v; want none", v6)
 	}
 }
+
+// TestRulesSpelledAsSaved: every rule the planner writes itself puts its
+// options in the order iptables-save prints them (addresses, devices,
+// protocol, matches, target). A rule spelled otherwise never compares
+// equal to the installed one: every rebuild would rewrite its chain and
+// the drift check would report it missing.
+func TestRulesSpelledAsSaved(t *testing.T) {
+	rank := map[string]int{"-s": 1, "-d": 2, "-i": 3, "-o": 4, "-p": 5, "-m": 6, "-j": 7, "-g": 7}
+	var all []plantest.Scenario
+	all = append(append(append(all, plantest.Scenarios...), dualStackScenarios...), user6Scenarios...)
+	for _, sc := range all {
+		p, err := sc.Build()
+		if err != nil {
+			t.Fatalf("%s: %v", sc.Name, err)
+		}
+		for _, tables := range [][]plan.Table{p.Firewall, p.Firewall6} {
+			for _, tbl := range tables {
+				for _, c := range tbl.Chains {
+					if strings.HasPrefix(c.Name, "ISPB-U-") {
+						continue // the admin's rules, compared as spelled
+					}
+					for i, rule := range c.Rules {
+						if len(c.Origins) > i && c.Origins[i] != "" {
+							continue
+						}
+						last := 0
+						for j, w := range rule {
+							if j > 0 && rule[j-1] == "!" && w == "--mark" {
+								continue
+							}
+							rk, ok := rank[w]
+							if !ok {
+								continue
+							}
+							if rk < last {
+								t.Errorf("%s: %s %s: %q is out of iptables-save's order", sc.Name, tbl.Name, c.Name, strings.Join(rule, " "))
+								break
+							}
+							if rk != 6 || last != 6 {
+								last = rk
+							}
+						}
+					}
+				}
+			}
+		}
+	}
+}

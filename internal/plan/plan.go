@@ -244,8 +244,9 @@ type Plan struct {
 	// Firewall holds the filter, mangle and nat tables, in that order,
 	// and raw when rule files use it.
 	Firewall []Table
-	// Firewall6 holds the IPv6 filter table: the same policy as IPv4's
-	// filter table, for ip6tables-restore.
+	// Firewall6 holds the IPv6 tables for ip6tables-restore: filter with
+	// the same policy as IPv4's, mangle and nat when an ISP has IPv6, and
+	// whatever tables the rule files' ip6tables lines use.
 	Firewall6 []Table
 	// PreRun and PostRun are rule-file commands run before and after the
 	// plan is applied.
@@ -337,6 +338,7 @@ func Build(in Input) (Plan, error) {
 	if len(ipv6ISPs(p)) > 0 {
 		p.Firewall6 = append(p.Firewall6, mangleTable6(p), natTable6(p))
 	}
+	p.Firewall6 = user.addFirewall6(p.Firewall6)
 	p.PreRun, p.PostRun = user.commands()
 	p.Notes = user.notes()
 	return p, nil

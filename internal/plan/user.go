@@ -17,15 +17,28 @@ import (
 // userRules is what the rule files add, turned into plan pieces.
 type userRules struct {
 	res rules.Result
+	// userFirewall holds the iptables lines' chains; v6 the ip6tables
+	// lines'. The families keep separate tables in the kernel, so a chain
+	// name may be used in both.
+	userFirewall
+	v6 userFirewall
+}
+
+// userFirewall is one family's chains of the rule files.
+type userFirewall struct {
 	// chains holds, per table, the user chains in order of first use, by
 	// the name the files use ("INPUT", "MYCHAIN").
 	chains map[string][]*Chain
 	custom map[string]map[string]bool // table -> user-created chain names
 }
 
+func newUserFirewall() userFirewall {
+	return userFirewall{chains: map[string][]*Chain{}, custom: map[string]map[string]bool{}}
+}
+
 // ruleFacts describes the services for placeholder expansion.
 func ruleFacts(cfg *config.Config, in Input, p Plan) rules.Facts {
-	facts := rules.Facts{MarkMask: kn.MarkMask}
+	facts := rules.Facts{MarkMask: kn.MarkMask, IPv6Off: !cfg.IPv6}
 	isps := map[string]ISP{}
 	for _, isp := range p.ISPs {
 		isps[isp.Name] = isp
@@ -43,10 +56,17 @@ func ruleFacts(cfg *config.Config, in Input, p Plan) rules.Facts {
 			svc.Present, svc.Up = true, isp.Routing
 			svc.IP, svc.GW, svc.Net = isp.Addr.Addr(), isp.Gateway, isp.Addr.Masked()
 			svc.Fwmark, svc.Table, svc.Weight = isp.Mark, isp.Table, isp.Weight
+			if isp.HasIPv6() {
+				svc.IP6, svc.Net6, svc.GW6 = isp.Addr6.Addr(), isp.Addr6, isp.Gateway6
+			}
+			svc.Prefix6, svc.Up6 = isp.Delegated6, isp.Routing6
 		}
 		if lan, ok := lans[s.Name]; ok {
-			svc.Present, svc.Up = true, true
+			svc.Present, svc.Up, svc.Up6 = true, true, true
 			svc.IP, svc.Net = lan.Addr.Addr(), lan.Addr.Masked()
+			if lan.Addr6.IsValid() {
+				svc.IP6, svc.Net6 = lan.Addr6.Addr(), lan.Addr6
+			}
 		}
 		facts.Services = append(facts.Services, svc)
 	}
@@ -54,7 +74,7 @@ func ruleFacts(cfg *config.Config, in Input, p Plan) rules.Facts {
 }
 
 func expandRuleFiles(cfg *config.Config, in Input, p Plan) (*userRules, error) {
-	u := &userRules{chains: map[string][]*Chain{}, custom: map[string]map[string]bool{}}
+	u := &userRules{userFirewall: newUserFirewall(), v6: newUserFirewall()}
 	if len(in.RuleFiles) == 0 {
 		return u, nil
 	}
@@ -63,7 +83,23 @@ func expandRuleFiles(cfg *config.Config, in Input, p Plan) (*userRules, error) {
 		return nil, err
 	}
 	u.res = res
-	if err := u.buildChains(); err != nil {
+	var chains4, chains6 []rules.Chain
+	for _, c := range res.Chains {
+		if c.IPv6 {
+			chains6 = append(chains6, c)
+		} else {
+			chains4 = append(chains4, c)
+		}
+	}
+	var ipt4, ipt6 []rules.IPTablesRule
+	for _, r := range res.IPTables {
+		if r.IPv6 {
+			ipt6 = append(ipt6, r)
+		} else {
+			ipt4 = append(ipt4, r)
+		}
+	}
+	if err := errors.Join(u.buildChains(chains4, ipt4), u.v6.buildChains(chains6, ipt6)); err != nil {
 		return nil, err
 	}
 	return u, nil
@@ -73,7 +109,7 @@ func lineError(pos rules.Pos, format string, args ...any) error {
 	return &rules.Error{Pos: pos, Err: fmt.Errorf(format, args...)}
 }
 
-func (u *userRules) chain(table, name string) *Chain {
+func (u *userFirewall) chain(table, name string) *Chain {
 	for _, c := range u.chains[table] {
 		if c.Name == kn.UserChain(name) {
 			return c
@@ -84,10 +120,11 @@ func (u *userRules) chain(table, name string) *Chain {
 	return c
 }
 
-// buildChains replays the files' iptables operations, in order, on the
-// user chains, so -I, -D, -F and -X mean what they meant to iptables.
-func (u *userRules) buildChains() error {
-	for _, c := range u.res.Chains {
+// buildChains replays the files' iptables operations of one family, in
+// order, on the user chains, so -I, -D, -F and -X mean what they meant to
+// iptables.
+func (u *userFirewall) buildChains(created []rules.Chain, ipt []rules.IPTablesRule) error {
+	for _, c := range created {
 		if u.custom[c.Table] == nil {
 			u.custom[c.Table] = map[string]bool{}
 		}
@@ -98,7 +135,7 @@ func (u *userRules) buildChains() error {
 		u.chain(c.Table, c.Name)
 	}
 	var errs []error
-	for _, r := range u.res.IPTables {
+	for _, r := range ipt {
 		origin := r.Pos.String()
 		c := u.chain(r.Table, r.Chain)
 		args := u.rewriteTargets(r.Table, r.Args)
@@ -151,7 +188,7 @@ func (u *userRules) buildChains() error {
 }
 
 // rewriteTargets points -j and -g at the renamed user chains.
-func (u *userRules) rewriteTargets(table string, args []string) []string {
+func (u *userFirewall) rewriteTargets(table string, args []string) []string {
 	out := slices.Clone(args)
 	for i := 0; i+1 < len(out); i++ {
 		if (out[i] == "-j" || out[i] == "--jump" || out[i] == "-g" || out[i] == "--goto") && u.custom[table][out[i+1]] {
@@ -162,7 +199,7 @@ func (u *userRules) rewriteTargets(table string, args []string) []string {
 }
 
 // userChains returns the user chains of a table in order of first use.
-func (u *userRules) userChains(table string) []Chain {
+func (u *userFirewall) userChains(table string) []Chain {
 	var out []Chain
 	for _, c := range u.chains[table] {
 		out = append(out, *c)
@@ -171,7 +208,7 @@ func (u *userRules) userChains(table string) []Chain {
 }
 
 // has reports whether the files put rules into a built-in chain.
-func (u *userRules) has(table, builtin string) bool {
+func (u *userFirewall) has(table, builtin string) bool {
 	for _, c := range u.chains[table] {
 		if c.Name == kn.UserChain(builtin) && len(c.Rules) > 0 {
 			return true
@@ -224,7 +261,7 @@ func (u *userRules) forceRoutes(p Plan) ([][]string, []string, error) {
 func (u *userRules) addRouting(p *Plan) error {
 	var errs []error
 	for _, c := range u.res.Routes {
-		rt, err := parseRoute(c.Args)
+		rt, err := parseRouteFamily(c.Family, c.Args)
 		if err != nil {
 			errs = append(errs, &rules.Error{Pos: c.Pos, Err: err})
 			continue
@@ -252,9 +289,9 @@ func (u *userRules) addRouting(p *Plan) error {
 			}
 		}
 	}
-	next := kn.PrioUserMin
+	next := map[bool]int{false: kn.PrioUserMin, true: kn.PrioUserMin} // by IPv6
 	for _, c := range u.res.IPRules {
-		ru, err := parseRule(c.Args)
+		ru, err := parseRuleFamily(c.Family, c.Args)
 		if err != nil {
 			errs = append(errs, &rules.Error{Pos: c.Pos, Err: err})
 			continue
@@ -270,10 +307,11 @@ func (u *userRules) addRouting(p *Plan) error {
 			continue
 		}
 		if ru.Priority == 0 {
-			for slices.ContainsFunc(p.Rules, func(x Rule) bool { return x.Priority == next }) {
-				next++
+			// Each family has its own rule list, and its own numbering.
+			for slices.ContainsFunc(p.Rules, func(x Rule) bool { return x.IPv6 == ru.IPv6 && x.Priority == next[ru.IPv6] }) {
+				next[ru.IPv6]++
 			}
-			ru.Priority = next
+			ru.Priority = next[ru.IPv6]
 		}
 		if ru.Priority < kn.PrioUserMin || ru.Priority > kn.PrioUserMax {
 			errs = append(errs, lineError(c.Pos, "ip rule priority %d: rule files may use %d-%d (or none)", ru.Priority, kn.PrioUserMin, kn.PrioUserMax))
@@ -300,7 +338,7 @@ func sameRule(a, b Rule) bool {
 	if b.Priority != 0 && a.Priority != b.Priority {
 		return false
 	}
-	return a.Table == b.Table && a.Mark == b.Mark && a.Mask == b.Mask && a.Src == b.Src && a.Dst == b.Dst && a.Iif == b.Iif && a.Oif == b.Oif
+	return a.IPv6 == b.IPv6 && a.Table == b.Table && a.Mark == b.Mark && a.Mask == b.Mask && a.Src == b.Src && a.Dst == b.Dst && a.Iif == b.Iif && a.Oif == b.Oif
 }
 
 func parseTable(v string) (int, error) {
@@ -317,23 +355,86 @@ func parseTable(v string) (int, error) {
 	return t, nil
 }
 
-func parsePrefix(v string) (netip.Prefix, error) {
+// parsePrefixFamily reads an address or prefix of IPv6 or of IPv4, as
+// `ip` lines write them ("default" and "all" are everything).
+func parsePrefixFamily(ipv6 bool, v string) (netip.Prefix, error) {
 	if v == "default" || v == "all" {
+		if ipv6 {
+			return defaultRoute6, nil
+		}
 		return defaultRoute, nil
 	}
-	if p, err := netip.ParsePrefix(v); err == nil && p.Addr().Is4() {
+	if p, err := netip.ParsePrefix(v); err == nil && p.Addr().Is6() == ipv6 && !p.Addr().Is4In6() && p.Addr().Zone() == "" {
 		return p.Masked(), nil
 	}
-	if a, err := netip.ParseAddr(v); err == nil && a.Is4() {
-		return netip.PrefixFrom(a, 32), nil
+	if a, err := netip.ParseAddr(v); err == nil && a.Is6() == ipv6 && !a.Is4In6() && a.Zone() == "" {
+		return netip.PrefixFrom(a, a.BitLen()), nil
 	}
-	return netip.Prefix{}, fmt.Errorf("%q is not an IPv4 address or prefix", v)
+	return netip.Prefix{}, fmt.Errorf("%q is not an %s address or prefix", v, familyName(ipv6))
 }
 
-// parseRoute reads the arguments of `ip route add|replace|del`. Only what
-// ispbalance can install and own is accepted; anything else is an error
-// rather than a silently different route.
-func parseRoute(args []string) (Route, error) {
+func familyName(ipv6 bool) string {
+	if ipv6 {
+		return "IPv6"
+	}
+	return "IPv4"
+}
+
+// parseAddrFamily reads a gateway or source address of one family.
+func parseAddrFamily(ipv6 bool, v string) (netip.Addr, bool) {
+	a, err := netip.ParseAddr(v)
+	return a, err == nil && a.Is6() == ipv6 && !a.Is4In6() && a.Zone() == ""
+}
+
+// lineFamily decides whether an `ip` line is about IPv6: as -6 or -4
+// say, else, as iproute2 does, by the first address the line names, else
+// IPv4. Addresses follow the words of addr; the words of words take some
+// other value; any other word is the destination when bare is set.
+func lineFamily(family rules.Family, args []string, addr, words map[string]bool, bare bool) bool {
+	switch family {
+	case rules.IPv4:
+		return false
+	case rules.IPv6:
+		return true
+	}
+	for i := 0; i < len(args); i++ {
+		v := args[i]
+		switch {
+		case addr[v] && i+1 < len(args):
+			v = args[i+1]
+			i++
+		case words[v]:
+			i++
+			continue
+		case !bare || strings.HasPrefix(v, "-"):
+			continue
+		}
+		if a, err := netip.ParseAddr(v); err == nil {
+			return a.Is6() && !a.Is4In6()
+		}
+		if p, err := netip.ParsePrefix(v); err == nil {
+			return p.Addr().Is6() && !p.Addr().Is4In6()
+		}
+	}
+	return false
+}
+
+// parseRoute reads the arguments of `ip route add|replace|del` without
+// -4 or -6.
+func parseRoute(args []string) (Route, error) { return parseRouteFamily(rules.AnyFamily, args) }
+
+// routeAddrWords are the words of `ip route` followed by an address,
+// routeValueWords those followed by another value.
+var (
+	routeAddrWords  = map[string]bool{"via": true, "src": true}
+	routeValueWords = map[string]bool{"dev": true, "table": true, "metric": true, "preference": true, "priority": true, "proto": true, "scope": true}
+)
+
+// parseRouteFamily reads the arguments of `ip route add|replace|del`. Only
+// what ispbalance can install and own is accepted; anything else is an
+// error rather than a silently different route.
+func parseRouteFamily(family rules.Family, args []string) (Route, error) {
+	ipv6 := lineFamily(family, args, routeAddrWords, routeValueWords, true)
 	rt := Route{Table: mainTable}
 	need := func(i int) (string, error) {
 		if i+1 >= len(args) {
@@ -353,14 +454,16 @@ func parseRoute(args []string) (Route, error) {
 			i++
 			switch a {
 			case "via":
-				if rt.Gateway, err = netip.ParseAddr(v); err != nil || !rt.Gateway.Is4() {
-					return rt, fmt.Errorf("ip route: via %q is not an IPv4 address", v)
+				var ok bool
+				if rt.Gateway, ok = parseAddrFamily(ipv6, v); !ok {
+					return rt, fmt.Errorf("ip route: via %q is not an %s address", v, familyName(ipv6))
 				}
 			case "dev":
 				rt.Device = v
 			case "src":
-				if rt.Src, err = netip.ParseAddr(v); err != nil || !rt.Src.Is4() {
-					return rt, fmt.Errorf("ip route: src %q is not an IPv4 address", v)
+				var ok bool
+				if rt.Src, ok = parseAddrFamily(ipv6, v); !ok {
+					return rt, fmt.Errorf("ip route: src %q is not an %s address", v, familyName(ipv6))
 				}
 			case "table":
 				if rt.Table, err = parseTable(v); err != nil {
@@ -387,7 +490,7 @@ func parseRoute(args []string) (Route, error) {
 			if haveDst || strings.HasPrefix(a, "-") {
 				return rt, fmt.Errorf("ip route: %q is not understood here", a)
 			}
-			p, err := parsePrefix(a)
+			p, err := parsePrefixFamily(ipv6, a)
 			if err != nil {
 				return rt, fmt.Errorf("ip route: destination %w", err)
 			}
@@ -400,12 +503,23 @@ func parseRoute(args []string) (Route, error) {
 	if rt.Device == "" && !rt.Gateway.IsValid() {
 		return rt, errors.New("ip route: needs via or dev")
 	}
+	if rt.Gateway.Is6() && rt.Gateway.IsLinkLocalUnicast() && rt.Device == "" {
+		// The kernel cannot tell which link such a gateway is on.
+		return rt, fmt.Errorf("ip route: via %s is link-local and needs dev", rt.Gateway)
+	}
 	return rt, nil
 }
 
-// parseRule reads the arguments of `ip rule add|del`.
-func parseRule(args []string) (Rule, error) {
-	ru := Rule{SuppressPrefixlen: -1}
+// parseRule reads the arguments of `ip rule add|del` without -4 or -6.
+func parseRule(args []string) (Rule, error) { return parseRuleFamily(rules.AnyFamily, args) }
+
+// ruleAddrWords are the words of `ip rule` followed by an address.
+var ruleAddrWords = map[string]bool{"from": true, "to": true}
+
+// parseRuleFamily reads the arguments of `ip rule add|del`.
+func parseRuleFamily(family rules.Family, args []string) (Rule, error) {
+	ipv6 := lineFamily(family, args, ruleAddrWords, nil, false)
+	ru := Rule{SuppressPrefixlen: -1, IPv6: ipv6}
 	haveTable := false
 	for i := 0; i < len(args); i++ {
 		if i+1 >= len(args) {
@@ -416,9 +530,9 @@ func parseRule(args []string) (Rule, error) {
 		var err error
 		switch a {
 		case "from":
-			ru.Src, err = parsePrefix(v)
+			ru.Src, err = parsePrefixFamily(ipv6, v)
 		case "to":
-			ru.Dst, err = parsePrefix(v)
+			ru.Dst, err = parsePrefixFamily(ipv6, v)
 		case "iif", "dev":
 			ru.Iif = v
 		case "oif":

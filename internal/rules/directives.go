@@ -27,7 +27,8 @@ type ForceRoute struct {
 	Selectors []string
 }
 
-// forwardSpec is a parsed forward or forward-with-snat line.
+// forwardSpec is a parsed forward or forward-with-snat line; host is
+// IPv4 or IPv6.
 type forwardSpec struct {
 	port   int
 	host   netip.Addr
@@ -46,7 +47,11 @@ func parseForward(name string, args []string) (forwardSpec, error) {
 	}
 	f := forwardSpec{port: port, dport: port}
 	hostText, portText, hasPort := strings.Cut(args[1], ":")
-	if f.host, err = netip.ParseAddr(hostText); err != nil || !f.host.Is4() {
+	if strings.HasPrefix(args[1], "[") || strings.Count(args[1], ":") > 1 {
+		if f.host, portText, hasPort, err = parseHost6(args[1]); err != nil {
+			return forwardSpec{}, fmt.Errorf("%s: %w", name, err)
+		}
+	} else if f.host, err = netip.ParseAddr(hostText); err != nil || !f.host.Is4() {
 		return forwardSpec{}, fmt.Errorf("%s: host %q is not an IPv4 address", name, hostText)
 	}
 	if hasPort {
@@ -67,6 +72,37 @@ func parseForward(name string, args []string) (forwardSpec, error) {
 		f.protos = []string{"tcp"}
 	}
 	return f, nil
+}
+
+// parseHost6 reads an IPv6 LAN host as forward takes it: ADDR, or
+// [ADDR]:PORT as in URLs. The host must be one a LAN can hold and the
+// Internet can be forwarded to: unicast, neither link-local (it has no
+// meaning beyond its link) nor loopback.
+func parseHost6(text string) (host netip.Addr, port string, hasPort bool, err error) {
+	addr := text
+	if inner, ok := strings.CutPrefix(text, "["); ok {
+		var rest string
+		addr, rest, ok = strings.Cut(inner, "]")
+		switch {
+		case !ok:
+			return host, "", false, fmt.Errorf("host %q lacks the closing ]", text)
+		case rest != "":
+			port, hasPort = strings.CutPrefix(rest, ":")
+			if !hasPort {
+				return host, "", false, fmt.Errorf("host %q: write [ADDRESS]:PORT", text)
+			}
+		}
+	}
+	host, perr := netip.ParseAddr(addr)
+	switch {
+	case perr != nil || !host.Is6() || host.Is4In6():
+		return host, "", false, fmt.Errorf("host %q is not an IPv6 address (an IPv6 host with a port is written [ADDRESS]:PORT)", addr)
+	case host.Zone() != "":
+		return host, "", false, fmt.Errorf("host %s: a LAN host needs no zone", addr)
+	case !host.IsGlobalUnicast() || host.IsLinkLocalUnicast():
+		return host, "", false, fmt.Errorf("host %s is not a unicast address a LAN host can be forwarded to (link-local, multicast, loopback and :: are not)", addr)
+	}
+	return host, port, hasPort, nil
 }
 
 func parsePort(s string) (int, error) {

@@ -23,7 +23,9 @@
 // are. A line cannot continue onto the next one.
 //
 // Placeholders `${SERVICE.FIELD}` name a service of balance.conf and one of
-// the fields dev, ip, gw, net, fwmark, table and weight. `${:lan.FIELD}` and
+// the fields dev, ip, gw, net, fwmark, table and weight, or for IPv6 ip6,
+// gw6, net6 and prefix6 (an ISP's IPv6 address, gateway, uplink network
+// and delegated prefix; a LAN's IPv6 address and network). `${:lan.FIELD}` and
 // `${:isp.FIELD}` repeat the line once per LAN or ISP service, in name
 // order. Placeholders of the same group on one line refer to the same
 // service (they advance together); placeholders of different groups give
@@ -35,22 +37,29 @@
 // A line whose named service is absent (no device or address) or down is
 // skipped, and so is the repetition of a group line for such a service;
 // each skip is reported as a Note, because the rebuild after the service
-// comes back will include it. An unknown service, or a field that the
-// service's role does not have (a LAN has no gw, fwmark, table or weight),
-// is an error.
+// comes back will include it. So is a line, or a repetition, that needs
+// an IPv6 value a service lacks (no IPv6, no delegated prefix, its IPv6
+// judged down): it means nothing until the service has one. An unknown
+// service, or a field that the service's role does not have (a LAN has no
+// gw, fwmark, table, weight, gw6 or prefix6), is an error, and so is a
+// value of the wrong family: an IPv4 field in an ip6tables or `ip -6`
+// line, an IPv6 one in an iptables or `ip -4` line, or both in one `ip`
+// line.
 //
 // # What becomes of a line
 //
-// In routes/ and firewall/, `iptables` (also `iptables-legacy` and
-// `iptables-nft`), `ip route` and `ip rule` lines join the planner's
-// atomic plan. Everything else, and every line of pre-run/ and post-run/
+// In routes/ and firewall/, `iptables` and `ip6tables` (also their
+// `-legacy` and `-nft` forms), `ip route` and `ip rule` lines join the
+// planner's atomic plan; an `ip` line is IPv6 with -6, else when the first
+// address it names is (as iproute2 decides), and the planner checks every
+// address against that family. Everything else, and every line of pre-run/ and post-run/
 // that is not a directive, is a command: pre-run commands run before the
 // plan is applied, all others after it, in file order (routes/, firewall/,
-// then post-run/). `ip` with global options other than -4 (`ip -6`, `ip -n
-// NS`) is a command too, since it is not about ispbalance's IPv4 tables.
+// then post-run/). `ip` with global options other than -4 and -6 (`ip -n
+// NS`, `ip -f inet6`) is a command too.
 //
 // The planner owns the firewall's policies and built-in chains, so an
-// iptables line may only append, insert or delete rules (-A, -I, -D),
+// iptables or ip6tables line may only append, insert or delete rules (-A, -I, -D),
 // create a chain of its own (-N), or flush or delete such a chain (-F,
 // -X); chains named with ispbalance's prefix are off limits, and -w is
 // dropped because a transaction takes no lock option. A file's chains
@@ -65,6 +74,12 @@
 //	force-route SERVICE|DEVICE [SELECTORS...]
 //	add-route CIDR DEVICE [masquerade]
 //	firewall-rule CHAIN TABLE|- ARGS...
+//
+// forward's HOST may be IPv6, written ADDRESS or [ADDRESS]:PORT. A host
+// with a global address is reachable as it is, so its port is opened from
+// every ISP (and translated only when PORT differs); a host with a unique
+// local address is reached at each ISP's IPv6 address through DNAT, as in
+// IPv4. The other directives act on IPv4 only.
 //
 // forward, forward-with-snat and add-route act on every ISP and LAN
 // that is present, whether or not the monitor calls it up: inbound

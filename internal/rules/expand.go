@@ -27,10 +27,21 @@ type Service struct {
 	Fwmark uint32
 	Table  int
 	Weight int
+	// IP6 and Net6 are the service's IPv6 address and network (its
+	// uplink's, for an ISP); GW6 and Prefix6, an ISP's IPv6 gateway and
+	// the prefix it delegated to the router. Each is invalid when the
+	// service has none.
+	IP6     netip.Addr
+	Net6    netip.Prefix
+	GW6     netip.Addr
+	Prefix6 netip.Prefix
 	// Present: the device exists and has an address.
 	Present bool
 	// Up: for an ISP, the monitor's verdict; for a LAN, its link state.
 	Up bool
+	// Up6 is Up for the service's IPv6: an ISP's IPv6 may be judged
+	// down while its IPv4 works.
+	Up6 bool
 }
 
 // usable reports whether a line naming the service may be used now.
@@ -43,6 +54,9 @@ type Facts struct {
 	// to mark/mask when it is set, so a user's mark rules leave other
 	// software's bits alone.
 	MarkMask uint32
+	// IPv6Off says balance.conf turned IPv6 handling off, which is why
+	// no service has IPv6 values.
+	IPv6Off bool
 }
 
 // Result is what the rule files add to a rebuild, in file order.
@@ -77,6 +91,7 @@ func Expand(files []File, facts Facts) (Result, error) {
 	e := expander{
 		services: slices.Clone(facts.Services),
 		mask:     facts.MarkMask,
+		ipv6Off:  facts.IPv6Off,
 		seen:     map[string]bool{},
 	}
 	slices.SortFunc(e.services, func(a, b Service) int { return strings.Compare(a.Name, b.Name) })
@@ -97,6 +112,7 @@ func Expand(files []File, facts Facts) (Result, error) {
 type expander struct {
 	services []Service // sorted by name
 	mask     uint32
+	ipv6Off  bool
 	res      Result
 	seen     map[string]bool // appended iptables rules already emitted
 }
@@ -136,7 +152,7 @@ func (e *expander) skip(pos Pos, format string, args ...any) {
 // roleFields are the fields each role has.
 var roleFields = map[string][]string{
 	RoleISP: fields,
-	RoleLAN: {"dev", "ip", "net"},
+	RoleLAN: {"dev", "ip", "net", "ip6", "net6"},
 }
 
 func groupRole(group string) string {
@@ -191,7 +207,7 @@ func (e *expander) line(kind Kind, l Line) error {
 	}
 	for _, ph := range named {
 		s, _ := e.service(ph.service)
-		if why := unusable(s, used[s.Name]); why != "" {
+		if why := e.unusable(s, used[s.Name]); why != "" {
 			e.skip(l.Pos, "skipped: %s", why)
 			return nil
 		}
@@ -204,7 +220,7 @@ func (e *expander) line(kind Kind, l Line) error {
 			return nil
 		}
 		for _, s := range all {
-			if why := unusable(s, used[g]); why != "" {
+			if why := e.unusable(s, used[g]); why != "" {
 				e.skip(l.Pos, "skipped for %s: %s", s.Name, why)
 				continue
 			}
@@ -231,18 +247,29 @@ func (e *expander) line(kind Kind, l Line) error {
 	return nil
 }
 
-// unusable says why a line may not use s now, or "" if it may.
-func unusable(s Service, fields []string) string {
+// unusable says why a line may not use s now, or "" if it may. A line
+// with IPv6 values of a service that has none (an ISP without IPv6 or
+// without a delegated prefix) is skipped like one about a down service:
+// it means nothing until the service has them.
+func (e *expander) unusable(s Service, fields []string) string {
 	switch {
 	case !s.Present:
 		return fmt.Sprintf("service %s is absent (no device or no address)", s.Name)
 	case !s.Up:
 		return fmt.Sprintf("service %s is down", s.Name)
 	}
+	ipv6 := false
 	for _, f := range fields {
 		if _, ok := fieldValue(s, f, 0); !ok {
+			if e.ipv6Off && slices.Contains(ipv6Fields, f) {
+				return fmt.Sprintf("service %s has no %s (ipv6=off in balance.conf)", s.Name, f)
+			}
 			return fmt.Sprintf("service %s has no %s", s.Name, f)
 		}
+		ipv6 = ipv6 || slices.Contains(ipv6Fields, f)
+	}
+	if ipv6 && !s.Up6 {
+		return fmt.Sprintf("service %s's IPv6 is down", s.Name)
 	}
 	return ""
 }
@@ -283,6 +310,14 @@ func fieldValue(s Service, field string, mask uint32) (string, bool) {
 		return strconv.Itoa(s.Table), s.Table != 0
 	case "weight":
 		return strconv.Itoa(s.Weight), true
+	case "ip6":
+		return s.IP6.String(), s.IP6.IsValid()
+	case "gw6":
+		return s.GW6.String(), s.GW6.IsValid()
+	case "net6":
+		return s.Net6.Masked().String(), s.Net6.IsValid()
+	case "prefix6":
+		return s.Prefix6.Masked().String(), s.Prefix6.IsValid()
 	}
 	return "", false
 }
@@ -298,14 +333,14 @@ func (e *expander) dispatch(kind Kind, l Line, argv []string) error {
 		} else {
 			e.res.PostRun = append(e.res.PostRun, c)
 		}
-	case lkIPTables:
+	case lkIPTables, lkIP6Tables:
 		ipt, err := parseIPTables(args)
 		if err != nil {
 			return err
 		}
-		ipt.rule.Pos = l.Pos
+		ipt.rule.Pos, ipt.rule.IPv6 = l.Pos, l.kind == lkIP6Tables
 		if ipt.newChain {
-			e.addChain(Chain{Pos: l.Pos, Table: ipt.rule.Table, Name: ipt.rule.Chain})
+			e.addChain(Chain{Pos: l.Pos, IPv6: ipt.rule.IPv6, Table: ipt.rule.Table, Name: ipt.rule.Chain})
 		} else {
 			e.addRule(ipt.rule)
 		}
@@ -325,7 +360,11 @@ func (e *expander) dispatch(kind Kind, l Line, argv []string) error {
 		if err != nil {
 			return err
 		}
-		e.forward(l.Pos, argv[0], f, l.kind == lkForwardSNAT)
+		if f.host.Is6() {
+			e.forward6(l.Pos, argv[0], f, l.kind == lkForwardSNAT)
+		} else {
+			e.forward(l.Pos, argv[0], f, l.kind == lkForwardSNAT)
+		}
 	case lkForceRoute:
 		f, err := parseForceRoute(args)
 		if err != nil {
@@ -351,6 +390,9 @@ func (e *expander) dispatch(kind Kind, l Line, argv []string) error {
 
 func (e *expander) addChain(c Chain) {
 	key := "-N\x00" + c.Table + "\x00" + c.Name
+	if c.IPv6 {
+		key = "6\x00" + key
+	}
 	if e.seen[key] {
 		return
 	}
@@ -361,6 +403,9 @@ func (e *expander) addChain(c Chain) {
 func (e *expander) addRule(r IPTablesRule) {
 	if r.Op == "-A" {
 		key := strings.Join(r.Argv(), "\x00")
+		if r.IPv6 {
+			key = "6\x00" + key
+		}
 		if e.seen[key] {
 			return
 		}
@@ -372,6 +417,11 @@ func (e *expander) addRule(r IPTablesRule) {
 // emit appends a rule made by a directive.
 func (e *expander) emit(pos Pos, directive, table, chain string, args ...string) {
 	e.addRule(IPTablesRule{Pos: pos, Directive: directive, Table: table, Op: "-A", Chain: chain, Args: args})
+}
+
+// emit6 appends an ip6tables rule made by a directive.
+func (e *expander) emit6(pos Pos, directive, table, chain string, args ...string) {
+	e.addRule(IPTablesRule{Pos: pos, IPv6: true, Directive: directive, Table: table, Op: "-A", Chain: chain, Args: args})
 }
 
 // forward opens PORT on every present ISP towards host. Only connections
@@ -417,6 +467,74 @@ func (e *expander) forward(pos Pos, directive string, f forwardSpec, snat bool) 
 	}
 }
 
+// forward6 opens PORT towards an IPv6 LAN host. A host with a global
+// address is reachable from the Internet as it is, so its port is only
+// opened, on every present ISP, and translated when HOST:PORT names
+// another. A host with a unique local address (fc00::/7) cannot be
+// reached from outside, so, as in IPv4, connections to PORT at each ISP's
+// IPv6 address are translated to it (DNAT); forward-with-snat adds the
+// hairpin for the LANs then. Replies leave by the ISP the connection came
+// in on through the planner's marking, as in IPv4.
+func (e *expander) forward6(pos Pos, directive string, f forwardSpec, snat bool) {
+	to := f.host.String()
+	if f.toPort {
+		to = netip.AddrPortFrom(f.host, uint16(f.dport)).String()
+	}
+	port, dport, host := strconv.Itoa(f.port), strconv.Itoa(f.dport), f.host.String()
+	isps := e.present(RoleISP)
+	if !f.host.IsPrivate() {
+		if len(isps) == 0 {
+			e.skip(pos, "%s: no ISP is present", directive)
+		}
+		for _, isp := range isps {
+			for _, p := range f.protos {
+				if f.dport == f.port {
+					e.emit6(pos, directive, "filter", "FORWARD", "-i", isp.Dev, "-p", p, "-d", host, "--dport", port, "-j", "ACCEPT")
+					continue
+				}
+				e.emit6(pos, directive, "nat", "PREROUTING", "-i", isp.Dev, "-d", host, "-p", p, "--dport", port, "-j", "DNAT", "--to-destination", to)
+				e.emit6(pos, directive, "filter", "FORWARD", "-i", isp.Dev, "-p", p, "-d", host, "--dport", dport, "-m", "conntrack", "--ctstate", "DNAT", "-j", "ACCEPT")
+			}
+		}
+		return
+	}
+	var v6 []Service
+	for _, isp := range isps {
+		if isp.IP6.IsValid() {
+			v6 = append(v6, isp)
+		}
+	}
+	if len(v6) == 0 {
+		e.skip(pos, "%s: no ISP has an IPv6 address to forward %s from", directive, host)
+		return
+	}
+	for _, isp := range v6 {
+		for _, p := range f.protos {
+			// Only connections to the ISP's own address: other LAN hosts'
+			// global addresses arrive on the same device.
+			e.emit6(pos, directive, "nat", "PREROUTING", "-i", isp.Dev, "-d", isp.IP6.String(), "-p", p, "--dport", port, "-j", "DNAT", "--to-destination", to)
+			e.emit6(pos, directive, "filter", "FORWARD", "-i", isp.Dev, "-p", p, "-d", host, "--dport", dport, "-m", "conntrack", "--ctstate", "DNAT", "-j", "ACCEPT")
+		}
+	}
+	if !snat {
+		return
+	}
+	for _, lan := range e.present(RoleLAN) {
+		if !lan.Net6.IsValid() {
+			continue
+		}
+		for _, isp := range v6 {
+			for _, p := range f.protos {
+				e.emit6(pos, directive, "nat", "PREROUTING", "-i", lan.Dev, "-d", isp.IP6.String(), "-p", p, "--dport", port, "-j", "DNAT", "--to-destination", to)
+			}
+		}
+		for _, p := range f.protos {
+			e.emit6(pos, directive, "filter", "FORWARD", "-i", lan.Dev, "-p", p, "-d", host, "--dport", dport, "-m", "conntrack", "--ctstate", "DNAT", "-j", "ACCEPT")
+			e.emit6(pos, directive, "nat", "POSTROUTING", "-s", lan.Net6.Masked().String(), "-d", host, "-p", p, "--dport", dport, "-m", "conntrack", "--ctstate", "DNAT", "-j", "MASQUERADE")
+		}
+	}
+}
+
 // forceRoute resolves the target, by service name first and then by
 // device, as the original did.
 func (e *expander) forceRoute(pos Pos, f forceRouteSpec) error {
@@ -431,7 +549,7 @@ func (e *expander) forceRoute(pos Pos, f forceRouteSpec) error {
 	if s.Role != RoleISP {
 		return fmt.Errorf("force-route: %s is a %s service; connections can only be forced through an ISP", s.Name, s.Role)
 	}
-	if why := unusable(s, nil); why != "" {
+	if why := e.unusable(s, nil); why != "" {
 		e.skip(pos, "force-route: %s; its connections are balanced meanwhile", why)
 		return nil
 	}

@@ -70,21 +70,34 @@ func dump(r Result) string {
 		}
 		return " [" + directive + "]"
 	}
+	// IPv4 lines are shown bare, IPv6 ones marked.
+	ip6tables := func(ipv6 bool) string {
+		if ipv6 {
+			return "ip6tables "
+		}
+		return ""
+	}
+	family := func(f Family) string {
+		if f == IPv6 {
+			return "-6 "
+		}
+		return ""
+	}
 	section("chains", len(r.Chains))
 	for _, c := range r.Chains {
-		fmt.Fprintf(&b, "%s: -t %s -N %s\n", c.Pos, c.Table, c.Name)
+		fmt.Fprintf(&b, "%s: %s-t %s -N %s\n", c.Pos, ip6tables(c.IPv6), c.Table, c.Name)
 	}
 	section("iptables", len(r.IPTables))
 	for _, x := range r.IPTables {
-		fmt.Fprintf(&b, "%s%s: %s\n", x.Pos, from(x.Directive), Quote(x.Argv()))
+		fmt.Fprintf(&b, "%s%s: %s%s\n", x.Pos, from(x.Directive), ip6tables(x.IPv6), Quote(x.Argv()))
 	}
 	section("ip route", len(r.Routes))
 	for _, x := range r.Routes {
-		fmt.Fprintf(&b, "%s%s: %s\n", x.Pos, from(x.Directive), Quote(x.Argv()))
+		fmt.Fprintf(&b, "%s%s: %s%s\n", x.Pos, from(x.Directive), family(x.Family), Quote(x.Argv()))
 	}
 	section("ip rule", len(r.IPRules))
 	for _, x := range r.IPRules {
-		fmt.Fprintf(&b, "%s: %s\n", x.Pos, Quote(x.Argv()))
+		fmt.Fprintf(&b, "%s: %s%s\n", x.Pos, family(x.Family), Quote(x.Argv()))
 	}
 	section("force-route", len(r.ForceRoutes))
 	for _, x := range r.ForceRoutes {

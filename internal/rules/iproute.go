@@ -13,31 +13,38 @@ type IPCommand struct {
 	// Directive is the directive that produced the command, "" for an
 	// ip line.
 	Directive string
-	Op        string // add, replace, append or del
-	Args      []string
+	// Family is what -4 or -6 said, AnyFamily when neither was given.
+	Family Family
+	Op     string // add, replace, append or del
+	Args   []string
 }
 
 // Argv returns the command as arguments for `ip route` or `ip rule`.
 func (c IPCommand) Argv() []string { return append([]string{c.Op}, c.Args...) }
 
 // ipObject recognises the object word of an `ip` command line, after
-// skipping -4. iproute2 accepts any prefix of the object name; "r" means
-// route. ok is false for every other `ip` command, which is then run as a
-// plain command.
-func ipObject(args []string) (object string, rest []string, ok bool) {
-	for len(args) > 0 && args[0] == "-4" {
+// the family options -4 and -6 (the last one counts, as for iproute2).
+// iproute2 accepts any prefix of the object name; "r" means route. ok is
+// false for every other `ip` command, which is then run as a plain
+// command.
+func ipObject(args []string) (object string, family Family, rest []string, ok bool) {
+	for len(args) > 0 && (args[0] == "-4" || args[0] == "-6") {
+		family = IPv4
+		if args[0] == "-6" {
+			family = IPv6
+		}
 		args = args[1:]
 	}
 	if len(args) == 0 {
-		return "", nil, false
+		return "", family, nil, false
 	}
 	switch a := args[0]; {
 	case a != "" && strings.HasPrefix("route", a):
-		return "route", args[1:], true
+		return "route", family, args[1:], true
 	case len(a) >= 2 && strings.HasPrefix("rule", a):
-		return "rule", args[1:], true
+		return "rule", family, args[1:], true
 	}
-	return "", nil, false
+	return "", family, nil, false
 }
 
 // ipOps are the subcommands a rule file may use. `ip rule` has no replace
@@ -50,7 +57,7 @@ var ipOps = map[string]map[string]string{
 
 // parseIP reads `ip route|rule OP ARGS...` (without the program name).
 func parseIP(args []string) (object string, cmd IPCommand, err error) {
-	object, rest, ok := ipObject(args)
+	object, family, rest, ok := ipObject(args)
 	if !ok {
 		return "", IPCommand{}, errors.New("not an ip route or ip rule command")
 	}
@@ -68,5 +75,5 @@ func parseIP(args []string) (object string, cmd IPCommand, err error) {
 	if object == "route" && len(rest) == 1 {
 		return "", IPCommand{}, fmt.Errorf("ip route %s: missing destination", rest[0])
 	}
-	return object, IPCommand{Op: op, Args: rest[1:]}, nil
+	return object, IPCommand{Family: family, Op: op, Args: rest[1:]}, nil
 }

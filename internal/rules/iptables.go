@@ -16,6 +16,8 @@ import (
 // user's own.
 type IPTablesRule struct {
 	Pos Pos
+	// IPv6 says the rule is for ip6tables.
+	IPv6 bool
 	// Directive is the directive that produced the rule, "" for an
 	// iptables line.
 	Directive string
@@ -39,6 +41,7 @@ func (r IPTablesRule) Argv() []string {
 // Chain is a user chain created with -N.
 type Chain struct {
 	Pos   Pos
+	IPv6  bool // created by ip6tables
 	Table string
 	Name  string
 }

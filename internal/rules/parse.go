@@ -36,6 +36,7 @@ type lineKind int
 const (
 	lkCommand lineKind = iota
 	lkIPTables
+	lkIP6Tables
 	lkIP
 	lkForward
 	lkForwardSNAT
@@ -200,6 +201,9 @@ func parseLine(pos Pos, kind Kind, text string) (Line, error) {
 	if err != nil {
 		return Line{}, err
 	}
+	if err := checkFamily(lk, words); err != nil {
+		return Line{}, err
+	}
 	if err := checkLine(lk, renderWords(words, sampleValue)); err != nil {
 		return Line{}, err
 	}
@@ -221,20 +225,80 @@ func classify(kind Kind, words []word) (lineKind, error) {
 	switch filepath.Base(name) {
 	case "iptables", "iptables-legacy", "iptables-nft":
 		return lkIPTables, nil
+	case "ip6tables", "ip6tables-legacy", "ip6tables-nft":
+		return lkIP6Tables, nil
 	case "ip":
-		var lead []string
-		for _, w := range words[1:min(len(words), 4)] {
-			s, ok := w.literal()
-			if !ok {
-				break
-			}
-			lead = append(lead, s)
-		}
-		if _, _, ok := ipObject(lead); ok {
+		if _, _, _, ok := ipObject(ipLead(words)); ok {
 			return lkIP, nil
 		}
 	}
 	return lkCommand, nil
+}
+
+// ipLead returns the literal words after `ip` that can name the family
+// and object.
+func ipLead(words []word) []string {
+	var lead []string
+	for _, w := range words[1:min(len(words), 4)] {
+		s, ok := w.literal()
+		if !ok {
+			break
+		}
+		lead = append(lead, s)
+	}
+	return lead
+}
+
+// counterpart names the other family's field of the same meaning.
+var counterpart = map[string]string{"ip": "ip6", "gw": "gw6", "net": "net6", "ip6": "ip", "gw6": "gw", "net6": "net"}
+
+// checkFamily refuses placeholders of the wrong address family: an IPv6
+// value in an iptables line, an IPv4 one in an ip6tables line, or in an
+// `ip -4` or `ip -6` line, and both families in one `ip` line. Such a
+// line can never work, so it is an error even while the service is down.
+func checkFamily(lk lineKind, words []word) error {
+	var want Family
+	switch lk {
+	case lkIPTables:
+		want = IPv4
+	case lkIP6Tables:
+		want = IPv6
+	case lkIP:
+		_, want, _, _ = ipObject(ipLead(words))
+	default:
+		return nil
+	}
+	var v4, v6 *placeholder
+	for _, w := range words {
+		for _, p := range w {
+			switch {
+			case p.ph == nil:
+			case v4 == nil && slices.Contains(ipv4Fields, p.ph.field):
+				v4 = p.ph
+			case v6 == nil && slices.Contains(ipv6Fields, p.ph.field):
+				v6 = p.ph
+			}
+		}
+	}
+	instead := func(p *placeholder) string {
+		if c, ok := counterpart[p.field]; ok {
+			return fmt.Sprintf("; use ${%s.%s}", p.service, c)
+		}
+		return ""
+	}
+	switch {
+	case lk == lkIPTables && v6 != nil:
+		return fmt.Errorf("%s is an IPv6 value in an iptables line; IPv6 rules are ip6tables lines", v6)
+	case lk == lkIP6Tables && v4 != nil:
+		return fmt.Errorf("%s is an IPv4 value in an ip6tables line%s", v4, instead(v4))
+	case want == IPv4 && v6 != nil:
+		return fmt.Errorf("%s is an IPv6 value in an ip -4 line%s", v6, instead(v6))
+	case want == IPv6 && v4 != nil:
+		return fmt.Errorf("%s is an IPv4 value in an ip -6 line%s", v4, instead(v4))
+	case want == AnyFamily && v4 != nil && v6 != nil:
+		return fmt.Errorf("the line mixes an IPv4 value (%s) and an IPv6 one (%s)", v4, v6)
+	}
+	return nil
 }
 
 // checkLine validates an expanded line of kind lk.
@@ -242,7 +306,7 @@ func checkLine(lk lineKind, argv []string) error {
 	args := argv[1:]
 	var err error
 	switch lk {
-	case lkIPTables:
+	case lkIPTables, lkIP6Tables:
 		_, err = parseIPTables(args)
 	case lkIP:
 		_, _, err = parseIP(args)
@@ -283,6 +347,14 @@ func sampleValue(p placeholder) string {
 		return kernelnames.FormatMark(kernelnames.ISPMark(1)) + "/" + kernelnames.FormatMark(kernelnames.MarkMask)
 	case "table":
 		return strconv.Itoa(kernelnames.ISPTable(1))
+	case "ip6":
+		return "2001:db8::1"
+	case "gw6":
+		return "fe80::1"
+	case "net6":
+		return "2001:db8::/64"
+	case "prefix6":
+		return "2001:db8:100::/56"
 	}
 	return "1"
 }

@@ -32,6 +32,17 @@ func (k Kind) String() string {
 	return fmt.Sprintf("Kind(%d)", int(k))
 }
 
+// Family is the address family a line is about.
+type Family int
+
+const (
+	// AnyFamily: an `ip` line without -4 or -6, whose family iproute2
+	// takes from the first address it names (IPv4 when it names none).
+	AnyFamily Family = iota
+	IPv4
+	IPv6
+)
+
 // Pos is a line of a rule file. Line is 0 when a note is about the whole
 // file.
 type Pos struct {

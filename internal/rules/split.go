@@ -8,7 +8,14 @@ import (
 )
 
 // fields are the service fields a placeholder may name.
-var fields = []string{"dev", "ip", "gw", "net", "fwmark", "table", "weight"}
+var fields = []string{"dev", "ip", "gw", "net", "fwmark", "table", "weight", "ip6", "gw6", "net6", "prefix6"}
+
+// ipv4Fields and ipv6Fields hold addresses or networks of one family, so
+// a line for the other family cannot use them.
+var (
+	ipv4Fields = []string{"ip", "gw", "net"}
+	ipv6Fields = []string{"ip6", "gw6", "net6", "prefix6"}
+)
 
 // Groups a placeholder may iterate over.
 const (
