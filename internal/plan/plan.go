@@ -236,6 +236,9 @@ type Plan struct {
 	// Firewall6 holds the IPv6 filter table: the same policy as IPv4's
 	// filter table, for ip6tables-restore.
 	Firewall6 []Table
+	// Sticky is set under sticky=source in balanced mode: the sets that
+	// keep each LAN address on one ISP.
+	Sticky *Sticky
 	// PreRun and PostRun are rule-file commands run before and after the
 	// plan is applied.
 	PreRun, PostRun []Command
@@ -322,6 +325,7 @@ func Build(in Input) (Plan, error) {
 	if len(ipv6ISPs(p)) > 0 {
 		p.Firewall6 = append(p.Firewall6, mangleTable6(p), natTable6(p))
 	}
+	addStickiness(cfg, &p)
 	p.PreRun, p.PostRun = user.commands()
 	p.Notes = user.notes()
 	return p, nil

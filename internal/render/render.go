@@ -294,6 +294,9 @@ func Script(w io.Writer, p plan.Plan) error {
 	for _, ru := range p.Rules {
 		fmt.Fprintf(&b, "ip %srule add %s%s\n", family(ru.IPv6), RuleArgs(ru), from(ru.Origin))
 	}
+	if p.Sticky != nil {
+		stickyScript(&b, p.Sticky)
+	}
 	b.WriteString("\n# firewall: one transaction per table; jumps from built-in chains are added once\n")
 	b.WriteString("iptables-restore --noflush <<'EOF'\n")
 	b.WriteString(Restore(p.Firewall, RestoreOptions{}))
