@@ -184,7 +184,9 @@ type ipsetError struct {
 	msg  string
 }
 
-func (e *ipsetError) Error() string { return fmt.Sprintf("ipset v7.17: Error in line %d: %s", e.line, e.msg) }
+func (e *ipsetError) Error() string {
+	return fmt.Sprintf("ipset v7.17: Error in line %d: %s", e.line, e.msg)
+}
 
 // Restore runs `ipset restore -exist` input.
 func (s *IPSets) Restore(ctx context.Context, input string) error {
