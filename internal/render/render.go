@@ -389,6 +389,8 @@ type StatusReport struct {
 	LastResort bool `json:"last_resort"`
 	// LastResort6 is LastResort for IPv6.
 	LastResort6 bool `json:"last_resort_ipv6"`
+	// Sticky says what keeps its ISP (sticky=connection or source).
+	Sticky *StickyStatus `json:"sticky,omitempty"`
 	// Monitor is nil when no monitor runs.
 	Monitor *MonitorStatus `json:"monitor"`
 }
@@ -463,6 +465,7 @@ func writeMonitor(w io.Writer, report StatusReport) {
 		fmt.Fprintln(w, "LAST RESORT: every ISP is judged down; routing through every ISP with carrier (last_resort=unreachable turns this off)")
 	}
 	fmt.Fprintf(w, "Firewall: %s\n", report.Firewall)
+	writeSticky(w, report.Sticky)
 	m := report.Monitor
 	if m == nil {
 		fmt.Fprintln(w, "Monitor: not running")

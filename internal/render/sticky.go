@@ -2,6 +2,7 @@ package render
 
 import (
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/ispbalance/ispbalance/internal/plan"
@@ -42,4 +43,48 @@ func stickyScript(b *strings.Builder, s *plan.Sticky) {
 	b.WriteString("ipset restore -exist <<'EOF'\n")
 	b.WriteString(IPSetCreate(s.Sets))
 	b.WriteString("EOF\n")
+}
+
+// StickyStatus is sticky=... as -s shows it.
+type StickyStatus struct {
+	// Mode is "connection" or "source".
+	Mode string `json:"mode"`
+	// Timeout is sticky_timeout, under sticky=source.
+	Timeout int `json:"timeout_seconds,omitempty"`
+	// Held says how many LAN addresses each ISP holds now.
+	Held []StickyHeld `json:"held,omitempty"`
+	// Problem says why Held is missing.
+	Problem string `json:"problem,omitempty"`
+}
+
+// StickyHeld is how many LAN addresses one ISP holds; IPv6 is nil when
+// the ISP balances no IPv6.
+type StickyHeld struct {
+	Service string `json:"service"`
+	IPv4    int    `json:"ipv4"`
+	IPv6    *int   `json:"ipv6,omitempty"`
+}
+
+func writeSticky(w io.Writer, st *StickyStatus) {
+	if st == nil {
+		return
+	}
+	if st.Mode != "source" {
+		fmt.Fprintln(w, "Sticky: per connection (each new connection gets an ISP by weight)")
+		return
+	}
+	fmt.Fprintf(w, "Sticky: per LAN address, kept %d s after its last new connection", st.Timeout)
+	if st.Problem != "" {
+		fmt.Fprintf(w, "; %s\n", st.Problem)
+		return
+	}
+	var held []string
+	for _, h := range st.Held {
+		s := fmt.Sprintf("%s %d", h.Service, h.IPv4)
+		if h.IPv6 != nil {
+			s += fmt.Sprintf(" (IPv6 %d)", *h.IPv6)
+		}
+		held = append(held, s)
+	}
+	fmt.Fprintf(w, "; addresses held: %s\n", strings.Join(held, ", "))
 }
