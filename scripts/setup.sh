@@ -15,6 +15,7 @@ install_packages() {
 	command -v iptables-restore >/dev/null || missing+=(iptables)
 	command -v nft >/dev/null || missing+=(nftables)
 	command -v conntrack >/dev/null || missing+=(conntrack)
+	command -v ipset >/dev/null || missing+=(ipset)
 	command -v socat >/dev/null || missing+=(socat)
 	command -v ping >/dev/null || missing+=(iputils-ping)
 	command -v sysctl >/dev/null || missing+=(procps)

@@ -28,6 +28,8 @@ type Applier struct {
 	// IPv6 and ip6tables is there to filter it.
 	netfilter6 netfilterFamily
 	ipv6       bool
+	// ipsets holds sticky=source's address sets.
+	ipsets IPSets
 	// sysctlRoot is /proc/sys unless Options say otherwise.
 	sysctlRoot string
 	// savedSysctls is the file that remembers the values our sysctls had
@@ -58,6 +60,9 @@ type Options struct {
 	Netfilter6 Netfilter
 	// SysctlRoot stands for /proc/sys when set.
 	SysctlRoot string
+	// IPSets holds sticky=source's address sets; nil runs ipset from
+	// PATH, and only when sets are to be made or destroyed.
+	IPSets IPSets
 }
 
 // New returns an Applier for the current network namespace, or for the
@@ -96,8 +101,12 @@ func New(opts Options) (*Applier, error) {
 		}
 		nl = h
 	}
+	sets := opts.IPSets
+	if sets == nil {
+		sets = IPSetBinary{}
+	}
 	return &Applier{
-		nl: nl, netfilter: netfilterFamily{nf}, netfilter6: netfilterFamily{nf6}, ipv6: ipv6, sysctlRoot: sysctlRoot,
+		nl: nl, netfilter: netfilterFamily{nf}, netfilter6: netfilterFamily{nf6}, ipv6: ipv6, ipsets: sets, sysctlRoot: sysctlRoot,
 		savedSysctls: filepath.Join(opts.StateDir, "sysctl.saved"),
 		echoTo:       opts.Echo, log: log,
 	}, nil
@@ -124,9 +133,9 @@ type Stats struct {
 // same plan; nothing changes then but the route replacements, which the
 // kernel treats as no-ops. On failure everything ispbalance owns is put
 // back as it was and the error says what failed.
-func (a *Applier) Apply(ctx context.Context, p plan.Plan) (Stats, error) {
+func (a *Applier) Apply(ctx context.Context, p plan.Plan) (stats Stats, err error) {
 	start := time.Now()
-	stats := Stats{Routes: len(p.Routes), Rules: len(p.Rules)}
+	stats = Stats{Routes: len(p.Routes), Rules: len(p.Rules)}
 	want, err := a.desiredRouting(p)
 	if err != nil {
 		return stats, err
@@ -145,6 +154,13 @@ func (a *Applier) Apply(ctx context.Context, p plan.Plan) (Stats, error) {
 			return stats, fmt.Errorf("reading the IPv6 firewall: %w", err)
 		}
 	}
+	// The sets go in before the firewall that names them, and any made
+	// now go again if the rest fails.
+	sets, err := a.prepareSets(ctx, p, fwBefore, fw6Before)
+	if err != nil {
+		return stats, err
+	}
+	defer func() { err = sets.finish(ctx, a, err) }()
 	if err := a.applySysctls(p.Sysctls); err != nil {
 		return stats, err
 	}
@@ -284,6 +300,7 @@ func (a *Applier) Stop(ctx context.Context, flushOthers bool) error {
 	if err := a.netfilter.restore(ctx, input, true); err != nil {
 		errs = append(errs, fmt.Errorf("removing firewall chains: %w", err))
 	}
+	sets := referencedSets(now)
 	if a.ipv6 {
 		if now6, err := a.netfilter6.save(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("reading the IPv6 firewall: %w", err))
@@ -292,7 +309,11 @@ func (a *Applier) Stop(ctx context.Context, flushOthers bool) error {
 			if err := a.netfilter6.restore(ctx, input6, true); err != nil {
 				errs = append(errs, fmt.Errorf("removing IPv6 firewall chains: %w", err))
 			}
+			sets = append(sets, referencedSets(now6)...)
 		}
+	}
+	if err := a.stopSets(ctx, sets); err != nil {
+		errs = append(errs, err)
 	}
 	if flushOthers {
 		input := flushForeign(now)

@@ -103,6 +103,12 @@ type Config struct {
 	// IPv6NAT says how LAN IPv6 leaves by ISPs whose prefix it does not
 	// carry.
 	IPv6NAT IPv6NAT
+	// Sticky says what keeps its ISP: each connection (the default), or
+	// each LAN source address (sticky=source).
+	Sticky Sticky
+	// StickyTimeout is how many seconds a LAN address keeps its ISP after
+	// its last new connection, under sticky=source.
+	StickyTimeout int
 	// MonitorOptions are passed to the link monitor.
 	MonitorOptions []Option
 }
@@ -135,6 +141,25 @@ const (
 	// IPv6NATOff routes by source prefix and never translates.
 	IPv6NATOff IPv6NAT = "off"
 )
+
+// Sticky is the balance.conf `sticky` setting.
+type Sticky string
+
+const (
+	// StickyConnection gives each new connection an ISP by weight.
+	StickyConnection Sticky = "connection"
+	// StickySource gives each LAN source address an ISP by weight, which
+	// all its new connections use while that ISP is up and the address
+	// keeps opening connections.
+	StickySource Sticky = "source"
+)
+
+// DefaultStickyTimeout is sticky_timeout's default, in seconds.
+const DefaultStickyTimeout = 600
+
+// MaxStickyTimeout is the longest timeout the kernel's ipset keeps, in
+// seconds (IPSET_MAX_TIMEOUT).
+const MaxStickyTimeout = 2147483
 
 // LastResort is the balance.conf `last_resort` setting.
 type LastResort string
@@ -232,7 +257,8 @@ var settingName = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
 // Parse reads balance.conf from r; name is used in error messages.
 func Parse(name string, r io.Reader) (*Config, error) {
 	c := &Config{Path: name, Mode: Balanced, InternetSSH: true, FlushConntrack: true, LastResort: LastResortCarrier,
-		IPv6: true, IPv6Gateways: map[string]IPv6Gateway{}, IPv6Prefixes: map[string]IPv6Prefix{}, IPv6NAT: IPv6NATAuto}
+		IPv6: true, IPv6Gateways: map[string]IPv6Gateway{}, IPv6Prefixes: map[string]IPv6Prefix{}, IPv6NAT: IPv6NATAuto,
+		Sticky: StickyConnection, StickyTimeout: DefaultStickyTimeout}
 	var rawGroups []rawGroup
 	seenSetting := map[string]int{}
 	sc := newLineScanner(r)
@@ -362,6 +388,27 @@ func Parse(name string, r io.Reader) (*Config, error) {
 				default:
 					return nil, fail("ipv6_nat must be auto, failover or off, not %q", value)
 				}
+			case "sticky":
+				if prev, dup := seenSetting[key]; dup {
+					return nil, fail("sticky is set again (first at line %d)", prev)
+				}
+				seenSetting[key] = lineNo
+				switch Sticky(value) {
+				case StickyConnection, StickySource:
+					c.Sticky = Sticky(value)
+				default:
+					return nil, fail("sticky must be %q or %q, not %q", StickyConnection, StickySource, value)
+				}
+			case "sticky_timeout":
+				if prev, dup := seenSetting[key]; dup {
+					return nil, fail("sticky_timeout is set again (first at line %d)", prev)
+				}
+				seenSetting[key] = lineNo
+				n, err := strconv.Atoi(value)
+				if err != nil || n < 1 || n > MaxStickyTimeout {
+					return nil, fail("sticky_timeout %q is not a whole number of seconds from 1 to %d", value, MaxStickyTimeout)
+				}
+				c.StickyTimeout = n
 			case "last_resort":
 				if prev, dup := seenSetting[key]; dup {
 					return nil, fail("last_resort is set again (first at line %d)", prev)

@@ -53,6 +53,8 @@ func TestParseSample(t *testing.T) {
 		IPv6Gateways:   map[string]IPv6Gateway{},
 		IPv6Prefixes:   map[string]IPv6Prefix{},
 		IPv6NAT:        IPv6NATAuto,
+		Sticky:         StickyConnection,
+		StickyTimeout:  DefaultStickyTimeout,
 		MonitorOptions: []Option{
 			{Name: "interval_ms", Value: "500", File: "balance.conf", Line: 11},
 			{Name: "warn_email", Value: "root@localhost", File: "balance.conf", Line: 12},
@@ -129,6 +131,11 @@ var parseErrorCases = []struct {
 	{"lan weight", "L eth0 lan default 3\n", 1, "isp services only"},
 	{"bad ssh switch", "internet_ssh=maybe\n", 1, "is not yes or no"},
 	{"bad setting name", "Foo-Bar=1\n", 1, "is not a setting name"},
+	{"bad sticky", "A eth0 isp\nsticky=host\n", 2, `sticky must be "connection" or "source", not "host"`},
+	{"sticky twice", "sticky=source\n\nsticky=connection\n", 3, "sticky is set again (first at line 1)"},
+	{"sticky_timeout zero", "sticky_timeout=0\n", 1, `sticky_timeout "0" is not a whole number of seconds from 1 to 2147483`},
+	{"sticky_timeout word", "sticky_timeout=10m\n", 1, `sticky_timeout "10m" is not a whole number`},
+	{"sticky_timeout past ipset's", "sticky_timeout=2147484\n", 1, `sticky_timeout "2147484"`},
 	{"bad flush", "flush_conntrack=sometimes\n", 1, "flush_conntrack must be on-down or never"},
 	{"bad insecure_files", "insecure_files=yes\n", 1, "insecure_files must be refuse or allow"},
 	{"insecure_files twice", "insecure_files=allow\ninsecure_files=refuse\n", 2, "insecure_files is set again"},
@@ -183,5 +190,22 @@ func TestLoadRefusesOthersFiles(t *testing.T) {
 	}
 	if _, err := Load(filepath.Join(dir, "missing")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("a missing file: %v, want fs.ErrNotExist", err)
+	}
+}
+
+func TestSticky(t *testing.T) {
+	c, err := Parse("b", strings.NewReader("A eth0 isp\nsticky=source   # banks\nsticky_timeout=90\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Sticky != StickySource || c.StickyTimeout != 90 || len(c.MonitorOptions) != 0 {
+		t.Errorf("sticky %q timeout %d monitor options %v, want source, 90 and none", c.Sticky, c.StickyTimeout, c.MonitorOptions)
+	}
+	c, err = Parse("b", strings.NewReader("A eth0 isp\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Sticky != StickyConnection || c.StickyTimeout != DefaultStickyTimeout {
+		t.Errorf("defaults: sticky %q timeout %d, want connection and %d", c.Sticky, c.StickyTimeout, DefaultStickyTimeout)
 	}
 }

@@ -447,6 +447,7 @@ func Status(opts Options) (render.StatusReport, error) {
 	}
 	installed, err := apply.Installed()
 	report.NotInstalled = err == nil && !installed
+	report.Sticky = stickyStatus(f, nil)
 	if !report.Stopped && !report.NotInstalled {
 		report.Drift = installedDrift(opts, f.Plan)
 	}

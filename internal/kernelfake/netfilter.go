@@ -29,6 +29,11 @@ type Netfilter struct {
 	// error it returns fails the restore, and nothing changes. It runs
 	// with the fake locked.
 	Fail func(input string) error
+
+	// sets are the IP sets rules may name (see UseSets); ipv6 says this
+	// is ip6tables.
+	sets *IPSets
+	ipv6 bool
 }
 
 type table struct {
@@ -55,7 +60,7 @@ var builtins = map[string][]string{
 // each is limited to ("" for any).
 var targets = map[string]string{
 	"ACCEPT": "", "DROP": "", "RETURN": "", "LOG": "", "MARK": "", "CONNMARK": "", "TCPMSS": "",
-	"REJECT": "filter", "MASQUERADE": "nat", "SNAT": "nat", "DNAT": "nat",
+	"REJECT": "filter", "MASQUERADE": "nat", "SNAT": "nat", "DNAT": "nat", "SET": "",
 }
 
 // NewNetfilter returns a firewall with no tables; a table appears, with
@@ -200,6 +205,9 @@ func (n *Netfilter) Restore(ctx context.Context, input string, noflush bool) err
 		default:
 			args, err := split(line)
 			if err != nil {
+				return fail("%v", err)
+			}
+			if err := n.checkSets(args); err != nil {
 				return fail("%v", err)
 			}
 			if err := cur.command(curName, args); err != nil {

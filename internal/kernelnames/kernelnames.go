@@ -124,6 +124,29 @@ const (
 // MarkChain names the mangle chain that assigns connections to an ISP.
 func MarkChain(service string) string { return ChainPrefix + "MARK-" + service }
 
+// KeepChain names the mangle chain that gives a LAN address to an ISP
+// under sticky=source: it records the address in the ISP's sticky set,
+// takes it out of the other ISPs' sets, and marks the connection. It is
+// as long as MarkChain, so the service names that fit one fit the other.
+func KeepChain(service string) string { return ChainPrefix + "KEEP-" + service }
+
+// IP sets. ispbalance's sets start with SetPrefix, so `stop` finds them
+// without the configuration.
+const SetPrefix = "ISPB-"
+
+// MaxSetName is the longest set name ipset accepts: the kernel keeps
+// names in IPSET_MAXNAMELEN (32) bytes with the NUL.
+const MaxSetName = 31
+
+// StickySet names the set of LAN addresses that sticky=source keeps on
+// the ISP service, one per address family: "ISPB-STICKY4-CABLE".
+func StickySet(service string, ipv6 bool) string {
+	if ipv6 {
+		return SetPrefix + "STICKY6-" + service
+	}
+	return SetPrefix + "STICKY4-" + service
+}
+
 // LogPrefix is the start of every kernel log line our chains write.
 const LogPrefix = "ispb "
 

@@ -182,3 +182,36 @@ func TestLongestChainNames(t *testing.T) {
 		t.Errorf("service names may have %d characters; %s leaves room for %d", len(service), kn.MarkChain(""), room)
 	}
 }
+
+// ipsetMaxName is ipset's own limit on set names, written out here: the
+// kernel keeps them in IPSET_MAXNAMELEN (32) bytes with the NUL.
+const ipsetMaxName = 31
+
+// TestStickyNames checks that the longest service name balance.conf
+// takes still gives a keep chain and sticky sets within the kernel's
+// limits, and that the two families' sets and the keep and mark chains
+// never share a name.
+func TestStickyNames(t *testing.T) {
+	if kn.MaxSetName != ipsetMaxName {
+		t.Errorf("MaxSetName = %d, ipset allows %d", kn.MaxSetName, ipsetMaxName)
+	}
+	service := longest(func(name string) bool {
+		_, err := config.Parse("balance.conf", strings.NewReader(name+" eth0 isp\n"))
+		return err == nil
+	})
+	if c := kn.KeepChain(service); len(c) > iptablesMaxChain {
+		t.Errorf("KeepChain(%q) = %q is longer than %d", service, c, iptablesMaxChain)
+	}
+	for _, v6 := range []bool{false, true} {
+		if s := kn.StickySet(service, v6); len(s) > ipsetMaxName || !strings.HasPrefix(s, kn.SetPrefix) {
+			t.Errorf("StickySet(%q, %v) = %q is longer than %d or lacks %s", service, v6, s, ipsetMaxName, kn.SetPrefix)
+		}
+	}
+	if kn.StickySet("A", false) == kn.StickySet("A", true) {
+		t.Error("both families' sticky sets have one name")
+	}
+	keep, mark := kn.KeepChain(""), kn.MarkChain("")
+	if strings.HasPrefix(keep, mark) || strings.HasPrefix(mark, keep) || strings.HasPrefix(keep, kn.UserChainPrefix) {
+		t.Errorf("keep chains (%s) share names with mark chains (%s) or user chains (%s)", keep, mark, kn.UserChainPrefix)
+	}
+}

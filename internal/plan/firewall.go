@@ -258,11 +258,17 @@ func balanceRules(p Plan) [][]string {
 // balanceCascade assigns a new connection to one of routing, by weight or
 // to the failover choice: the same for both families.
 func balanceCascade(mode config.Mode, routing []ISP) [][]string {
+	return balanceCascadeTo(mode, routing, kn.MarkChain)
+}
+
+// balanceCascadeTo is balanceCascade jumping to the chain target names
+// for the chosen ISP.
+func balanceCascadeTo(mode config.Mode, routing []ISP, target func(service string) string) [][]string {
 	if len(routing) == 0 {
 		return nil
 	}
 	if mode == config.Failover {
-		return [][]string{r("-j", kn.MarkChain(heaviest(routing).Name))}
+		return [][]string{r("-j", target(heaviest(routing).Name))}
 	}
 	// A mark chain returns here after marking; matching only unmarked
 	// packets stops the cascade at the first ISP chosen.
@@ -276,11 +282,11 @@ func balanceCascade(mode config.Mode, routing []ISP) [][]string {
 	remaining := total
 	for i, isp := range routing {
 		if i == len(routing)-1 {
-			rules = append(rules, append(unmarked[:len(unmarked):len(unmarked)], "-j", kn.MarkChain(isp.Name)))
+			rules = append(rules, append(unmarked[:len(unmarked):len(unmarked)], "-j", target(isp.Name)))
 			break
 		}
 		prob := float64(isp.Weight) / float64(remaining)
-		rules = append(rules, append(unmarked[:len(unmarked):len(unmarked)], "-m", "statistic", "--mode", "random", "--probability", probability(prob), "-j", kn.MarkChain(isp.Name)))
+		rules = append(rules, append(unmarked[:len(unmarked):len(unmarked)], "-m", "statistic", "--mode", "random", "--probability", probability(prob), "-j", target(isp.Name)))
 		remaining -= isp.Weight
 	}
 	return rules

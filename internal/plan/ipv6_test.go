@@ -196,6 +196,7 @@ func TestRulesSpelledAsSaved(t *testing.T) {
 	rank := map[string]int{"-s": 1, "-d": 2, "-i": 3, "-o": 4, "-p": 5, "-m": 6, "-j": 7, "-g": 7}
 	var all []plantest.Scenario
 	all = append(append(append(all, plantest.Scenarios...), dualStackScenarios...), user6Scenarios...)
+	all = append(all, stickyDualStack)
 	for _, sc := range all {
 		p, err := sc.Build()
 		if err != nil {

@@ -248,6 +248,9 @@ type Plan struct {
 	// the same policy as IPv4's, mangle and nat when an ISP has IPv6, and
 	// whatever tables the rule files' ip6tables lines use.
 	Firewall6 []Table
+	// Sticky is set under sticky=source in balanced mode: the sets that
+	// keep each LAN address on one ISP.
+	Sticky *Sticky
 	// PreRun and PostRun are rule-file commands run before and after the
 	// plan is applied.
 	PreRun, PostRun []Command
@@ -339,6 +342,7 @@ func Build(in Input) (Plan, error) {
 		p.Firewall6 = append(p.Firewall6, mangleTable6(p), natTable6(p))
 	}
 	p.Firewall6 = user.addFirewall6(p.Firewall6)
+	addStickiness(cfg, &p)
 	p.PreRun, p.PostRun = user.commands()
 	p.Notes = user.notes()
 	return p, nil

@@ -298,6 +298,9 @@ func Script(w io.Writer, p plan.Plan) error {
 	for _, ru := range p.Rules {
 		fmt.Fprintf(&b, "ip %srule add %s%s\n", family(ru.IPv6), RuleArgs(ru), from(ru.Origin))
 	}
+	if p.Sticky != nil {
+		stickyScript(&b, p.Sticky)
+	}
 	b.WriteString("\n# firewall: one transaction per table; jumps from built-in chains are added once\n")
 	b.WriteString("iptables-restore --noflush <<'EOF'\n")
 	b.WriteString(Restore(p.Firewall, RestoreOptions{}))
@@ -393,6 +396,8 @@ type StatusReport struct {
 	LastResort bool `json:"last_resort"`
 	// LastResort6 is LastResort for IPv6.
 	LastResort6 bool `json:"last_resort_ipv6"`
+	// Sticky says what keeps its ISP (sticky=connection or source).
+	Sticky *StickyStatus `json:"sticky,omitempty"`
 	// Monitor is nil when no monitor runs.
 	Monitor *MonitorStatus `json:"monitor"`
 }
@@ -478,6 +483,7 @@ func writeMonitor(w io.Writer, report StatusReport) {
 		fmt.Fprintln(w, "LAST RESORT: every ISP is judged down; routing through every ISP with carrier (last_resort=unreachable turns this off)")
 	}
 	fmt.Fprintf(w, "Firewall: %s\n", report.Firewall)
+	writeSticky(w, report.Sticky)
 	m := report.Monitor
 	if m == nil {
 		fmt.Fprintln(w, "Monitor: not running")
