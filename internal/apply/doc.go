@@ -3,5 +3,6 @@
 // the objects in ispbalance's tables and priority range; the firewall goes
 // in as one `iptables-restore --noflush` transaction per table, touching
 // only ISPB- chains and the jumps to them. If any step fails, what was
-// there before is put back.
+// there before is put back. On nf_tables, a record of the firewall tied to
+// the ruleset's generation spares reading it while nothing changed.
 package apply
