@@ -37,6 +37,15 @@ type Applier struct {
 	savedSysctls string
 	echoTo       io.Writer
 	log          *slog.Logger
+	// recordPath holds the firewall record (see firewallRecord); "" keeps
+	// none, and every rebuild reads the firewall.
+	recordPath string
+	// ruleset opens the nf_tables ruleset, once; nil when there is none
+	// to trust (iptables-legacy, stand-ins without one).
+	ruleset  func() (Ruleset, error)
+	rs       Ruleset
+	rsErr    error
+	rsOpened bool
 }
 
 // Options configure an Applier. The kernel-facing fields exist so the
@@ -63,6 +72,16 @@ type Options struct {
 	// IPSets holds sticky=source's address sets; nil runs ipset from
 	// PATH, and only when sets are to be made or destroyed.
 	IPSets IPSets
+	// RecordPath is where the applier keeps what it knows of its part of
+	// the firewall, so that rebuilds skip reading it while the nf_tables
+	// ruleset has not changed (see firewallRecord). It should be on a
+	// file system that a reboot empties. "" reads the firewall every time.
+	RecordPath string
+	// Ruleset is the nf_tables generation the firewall stand-ins share.
+	// Nil asks the kernel when the firewall is the real iptables-save and
+	// iptables-restore on the nf_tables backend, and otherwise goes
+	// without.
+	Ruleset Ruleset
 }
 
 // New returns an Applier for the current network namespace, or for the
@@ -105,15 +124,56 @@ func New(opts Options) (*Applier, error) {
 	if sets == nil {
 		sets = IPSetBinary{}
 	}
-	return &Applier{
+	a := &Applier{
 		nl: nl, netfilter: netfilterFamily{nf}, netfilter6: netfilterFamily{nf6}, ipv6: ipv6, ipsets: sets, sysctlRoot: sysctlRoot,
 		savedSysctls: filepath.Join(opts.StateDir, "sysctl.saved"),
-		echoTo:       opts.Echo, log: log,
-	}, nil
+		echoTo:       opts.Echo, log: log, recordPath: opts.RecordPath,
+	}
+	switch {
+	case opts.RecordPath == "":
+	case opts.Ruleset != nil:
+		a.ruleset = func() (Ruleset, error) { return opts.Ruleset, nil }
+	case opts.Netfilter == nil && opts.Netfilter6 == nil:
+		a.ruleset = func() (Ruleset, error) {
+			// Checked on every run: after a switch to iptables-legacy the
+			// generation says nothing about the firewall.
+			if !nftBackend(Binaries{}.saveCmd()) || (ipv6 && !nftBackend("ip6tables-save")) {
+				return nil, errNoRuleset
+			}
+			return openNftRuleset()
+		}
+	}
+	return a, nil
 }
 
-// Close releases the netlink socket.
-func (a *Applier) Close() { a.nl.Close() }
+// errNoRuleset says the firewall has no nf_tables generation to trust.
+var errNoRuleset = errors.New("the firewall is not on nf_tables")
+
+// theRuleset opens the ruleset on first use; nil when there is none.
+func (a *Applier) theRuleset() Ruleset {
+	if a.ruleset == nil {
+		return nil
+	}
+	if !a.rsOpened {
+		a.rsOpened = true
+		a.rs, a.rsErr = a.ruleset()
+		if a.rsErr != nil && !errors.Is(a.rsErr, errNoRuleset) {
+			a.log.Warn("cannot read the nf_tables generation; reading the firewall every time", "err", a.rsErr)
+		}
+	}
+	if a.rsErr != nil {
+		return nil
+	}
+	return a.rs
+}
+
+// Close releases the netlink sockets.
+func (a *Applier) Close() {
+	a.nl.Close()
+	if a.rs != nil {
+		a.rs.Close()
+	}
+}
 
 func (a *Applier) echo(format string, args ...any) {
 	if a.echoTo != nil {
@@ -130,9 +190,8 @@ type Stats struct {
 }
 
 // Apply makes the kernel match p. It may be called repeatedly with the
-// same plan; nothing changes then but the route replacements, which the
-// kernel treats as no-ops. On failure everything ispbalance owns is put
-// back as it was and the error says what failed.
+// same plan; nothing changes then. On failure everything ispbalance owns
+// is put back as it was and the error says what failed.
 func (a *Applier) Apply(ctx context.Context, p plan.Plan) (stats Stats, err error) {
 	start := time.Now()
 	stats = Stats{Routes: len(p.Routes), Rules: len(p.Rules)}
@@ -144,18 +203,15 @@ func (a *Applier) Apply(ctx context.Context, p plan.Plan) (stats Stats, err erro
 	if err != nil {
 		return stats, err
 	}
-	fwBefore, err := a.netfilter.save(ctx)
+	fw, err := a.readFirewall(ctx, a.ipv6 && len(p.Firewall6) > 0)
 	if err != nil {
 		return stats, err
 	}
-	var fw6Before firewallState
-	if a.ipv6 && len(p.Firewall6) > 0 {
-		if fw6Before, err = a.netfilter6.save(ctx); err != nil {
-			return stats, fmt.Errorf("reading the IPv6 firewall: %w", err)
-		}
-	}
+	fwBefore, fw6Before := fw.states["ipv4"], fw.states["ipv6"]
 	// The sets go in before the firewall that names them, and any made
-	// now go again if the rest fails.
+	// now go again if the rest fails. Which exist is read from the rules
+	// that name them: the kernel keeps a named set from being destroyed,
+	// and ispbalance's own part (the record's too) names all of its own.
 	sets, err := a.prepareSets(ctx, p, fwBefore, fw6Before)
 	if err != nil {
 		return stats, err
@@ -171,26 +227,49 @@ func (a *Applier) Apply(ctx context.Context, p plan.Plan) (stats Stats, err erro
 	stats.Routing = time.Since(start) - stats.Read
 	sp, onDisk := readSpellings(a.spellingsPath())
 	input, origins := fwBefore.restoreInput(p.Firewall, fwBefore.existingAsPlanned("ipv4", p.Firewall, sp))
+	var input6 string
+	var origins6 []string
+	if fw6Before != nil {
+		input6, origins6 = fw6Before.restoreInput(p.Firewall6, fw6Before.existingAsPlanned("ipv6", p.Firewall6, sp))
+	}
+	var writers []int
+	if input != "" || input6 != "" {
+		if err := a.forgetRecord(); err != nil {
+			return stats, a.rollback(ctx, err, routingBefore, nil, nil)
+		}
+		fw.watch()
+	}
 	if input != "" {
 		a.echo("iptables-restore --noflush <<EOF\n%sEOF", input)
-		if err := a.netfilter.restore(ctx, input, true); err != nil {
+		writer, err := a.netfilter.restoreByWriter(ctx, input, true)
+		if err != nil {
+			if fw.fromRecord {
+				// The record keeps only ispbalance's part; the search for
+				// the guilty line wants the whole tables.
+				if now, serr := a.netfilter.save(ctx); serr == nil {
+					fwBefore = now
+				}
+			}
 			err = a.explainRestore(ctx, err, input, origins, fwBefore)
 			return stats, a.rollback(ctx, err, routingBefore, fwBefore, nil)
 		}
+		writers = append(writers, writer)
 	}
-	var input6 string
-	if fw6Before != nil {
+	if input6 != "" {
 		// Same policy, same transaction style; a failure undoes the IPv4
 		// part and the routing too, so the families never disagree.
-		var origins6 []string
-		input6, origins6 = fw6Before.restoreInput(p.Firewall6, fw6Before.existingAsPlanned("ipv6", p.Firewall6, sp))
-		if input6 != "" {
-			a.echo("ip6tables-restore --noflush <<EOF\n%sEOF", input6)
-			if err := a.netfilter6.restore(ctx, input6, true); err != nil {
-				err = a.explainRestoreFamily(ctx, a.netfilter6, "IPv6 firewall", err, input6, origins6, fw6Before)
-				return stats, a.rollback(ctx, err, routingBefore, fwBefore, fw6Before)
+		a.echo("ip6tables-restore --noflush <<EOF\n%sEOF", input6)
+		writer, err := a.netfilter6.restoreByWriter(ctx, input6, true)
+		if err != nil {
+			if fw.fromRecord {
+				if now, serr := a.netfilter6.save(ctx); serr == nil {
+					fw6Before = now
+				}
 			}
+			err = a.explainRestoreFamily(ctx, a.netfilter6, "IPv6 firewall", err, input6, origins6, fw6Before)
+			return stats, a.rollback(ctx, err, routingBefore, fwBefore, fw6Before)
 		}
+		writers = append(writers, writer)
 	}
 	recordWritten("ipv4", p.Firewall, input, sp)
 	if fw6Before != nil {
@@ -200,9 +279,160 @@ func (a *Applier) Apply(ctx context.Context, p plan.Plan) (stats Stats, err erro
 		// Only speed is at stake: the chains are rewritten next time.
 		a.log.Warn("rule-file chains will be rewritten on every rebuild", "err", err)
 	}
+	a.remember(fw, p, sp, map[string]string{"ipv4": input, "ipv6": input6}, writers)
 	stats.Took = time.Since(start)
 	stats.Firewall = stats.Took - stats.Read - stats.Routing
 	return stats, nil
+}
+
+// firewallView is the firewall as one Apply found it.
+type firewallView struct {
+	states map[string]firewallState // by family, "ipv4" and "ipv6"
+	rs     Ruleset                  // nil: no generation to go by
+	// gen is the generation the states are exactly the firewall of,
+	// when known is set.
+	gen   uint32
+	known bool
+	// fromRecord says the states are the record's, not read now.
+	fromRecord bool
+	// watching says commits are being noted from gen on (see watch).
+	watching bool
+}
+
+// readFirewall returns ispbalance's firewall in each family wanted: the
+// record's while the ruleset is at the record's generation, else what
+// iptables-save prints.
+func (a *Applier) readFirewall(ctx context.Context, with6 bool) (firewallView, error) {
+	families := []string{"ipv4"}
+	if with6 {
+		families = append(families, "ipv6")
+	}
+	v := firewallView{rs: a.theRuleset()}
+	var before uint32
+	var err error
+	if v.rs != nil {
+		if before, err = v.rs.Generation(); err != nil {
+			a.log.Warn("cannot read the nf_tables generation", "err", err)
+			v.rs = nil
+		}
+	}
+	if v.rs != nil {
+		if states, ok := a.loadRecord(v.rs, before, families...); ok {
+			v.states, v.gen, v.known, v.fromRecord = states, before, true, true
+			return v, nil
+		}
+	}
+	v.states = map[string]firewallState{}
+	if v.states["ipv4"], err = a.netfilter.save(ctx); err != nil {
+		return v, err
+	}
+	if with6 {
+		if v.states["ipv6"], err = a.netfilter6.save(ctx); err != nil {
+			return v, fmt.Errorf("reading the IPv6 firewall: %w", err)
+		}
+	}
+	if v.rs != nil {
+		// No commit between the two reads of the generation: the saves
+		// are the firewall of that generation.
+		after, err := v.rs.Generation()
+		v.gen, v.known = before, err == nil && after == before
+	}
+	return v, nil
+}
+
+// watch starts noting commits before the applier writes, and checks that
+// nothing was committed since the firewall was read.
+func (v *firewallView) watch() {
+	if v.rs == nil || !v.known {
+		return
+	}
+	if v.rs.Watch() != nil {
+		return
+	}
+	now, err := v.rs.Generation()
+	v.watching = err == nil && now == v.gen
+}
+
+// remember records the firewall as this Apply leaves it, when that is
+// known exactly: as read, when nothing was written, or as read with the
+// restore texts applied, when every commit since was one of the writers'.
+func (a *Applier) remember(v firewallView, p plan.Plan, sp spellings, inputs map[string]string, writers []int) {
+	if v.rs == nil || !v.known {
+		return
+	}
+	wrote := inputs["ipv4"] != "" || inputs["ipv6"] != ""
+	if !wrote {
+		if !v.fromRecord {
+			if err := a.writeRecord(v.rs, v.gen, v.states); err != nil {
+				a.log.Warn("rebuilds will read the firewall until it is recorded", "err", err)
+			}
+		}
+		return
+	}
+	if !v.watching {
+		return
+	}
+	now, err := v.rs.Generation()
+	if err != nil {
+		return
+	}
+	commits, err := v.rs.Commits()
+	if err != nil || !onlyWriters(commits, v.gen, now, writers) {
+		return
+	}
+	states := map[string]firewallState{}
+	for fam, st := range v.states {
+		next, ok := st.after(inputs[fam])
+		if !ok {
+			return
+		}
+		if fam == "ipv4" && !predictSpelling(next, p.Firewall, inputs[fam], sp) {
+			return
+		}
+		states[fam] = next
+	}
+	if err := a.writeRecord(v.rs, now, states); err != nil {
+		a.log.Warn("rebuilds will read the firewall until it is recorded", "err", err)
+	}
+}
+
+// onlyWriters reports whether the commits from generation from (not
+// included) to to are all there, once each, and all made by writers.
+func onlyWriters(commits []Commit, from, to uint32, writers []int) bool {
+	if to < from {
+		return false
+	}
+	seen := map[uint32]bool{}
+	for _, c := range commits {
+		if c.Gen <= from || c.Gen > to {
+			continue
+		}
+		if seen[c.Gen] || c.Writer == 0 || !slices.Contains(writers, c.Writer) {
+			return false
+		}
+		seen[c.Gen] = true
+	}
+	return uint32(len(seen)) == to-from
+}
+
+// predictSpelling puts iptables-save's spelling into a predicted state for
+// the admin-spelled chains the input rewrote, where the spelling record
+// knows it; it reports false where it does not, and nothing can be
+// recorded.
+func predictSpelling(st firewallState, tables []plan.Table, input string, sp spellings) bool {
+	for _, t := range tables {
+		for _, c := range t.Chains {
+			if !adminSpelled(c) || !rewrites(input, t.Name, c.Name) {
+				continue
+			}
+			rec, ok := sp[spellingKey("ipv4", t.Name, c.Name)]
+			if !ok || rec.Kernel == nil || !slices.Equal(rec.Planned, plannedText(c)) {
+				return false
+			}
+			st[t.Name].rules[c.Name] = slices.Clone(rec.Kernel)
+		}
+	}
+	return true
 }
 
 // rollback puts back what ispbalance owned before a failed apply, and
@@ -286,6 +516,9 @@ func (a *Applier) Stop(ctx context.Context, flushOthers bool) error {
 	if err := os.Remove(a.spellingsPath()); err != nil && !errors.Is(err, os.ErrNotExist) {
 		errs = append(errs, fmt.Errorf("forgetting rule-file spellings: %w", err))
 	}
+	if err := a.forgetRecord(); err != nil {
+		errs = append(errs, err)
+	}
 	if now, err := a.readRouting(); err != nil {
 		errs = append(errs, err)
 	} else if err := a.setRouting(now, desiredRouting{}, false); err != nil {
@@ -331,6 +564,9 @@ func (a *Applier) Stop(ctx context.Context, flushOthers bool) error {
 // FlushOthers empties built-in chains and deletes other software's chains
 // before a rebuild (-f), so only ispbalance's firewall remains.
 func (a *Applier) FlushOthers(ctx context.Context) error {
+	if err := a.forgetRecord(); err != nil {
+		return err
+	}
 	now, err := a.netfilter.save(ctx)
 	if err != nil {
 		return err

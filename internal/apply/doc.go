@@ -4,5 +4,7 @@
 // in as one `iptables-restore --noflush` transaction per table, touching
 // only ISPB- chains and the jumps to them; sticky=source's IP sets are
 // made before the firewall that names them and destroyed after it no
-// longer does. If any step fails, what was there before is put back.
+// longer does. If any step fails, what was there before is put back. On
+// nf_tables, a record of the firewall tied to the ruleset's generation
+// spares reading it while nothing changed.
 package apply

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"golang.org/x/sys/unix"
+	"maps"
 	"slices"
 
 	"github.com/vishvananda/netlink"
@@ -58,19 +59,55 @@ func (a *Applier) Drift(ctx context.Context, p plan.Plan, withFirewall bool) ([]
 	if !withFirewall {
 		return missing, nil
 	}
+	// Always read, never the record: this is the check that the record
+	// is right.
+	rs := a.theRuleset()
+	var before uint32
+	if rs != nil {
+		if before, err = rs.Generation(); err != nil {
+			rs = nil
+		}
+	}
 	fw, err := a.netfilter.save(ctx)
 	if err != nil {
 		return nil, err
 	}
+	states := map[string]firewallState{"ipv4": fw}
 	missing = append(missing, firewallDrift("", p.Firewall, fw)...)
 	if a.ipv6 && len(p.Firewall6) > 0 {
 		fw6, err := a.netfilter6.save(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("reading the IPv6 firewall: %w", err)
 		}
+		states["ipv6"] = fw6
 		missing = append(missing, firewallDrift("IPv6 ", p.Firewall6, fw6)...)
 	}
+	if rs != nil {
+		if after, err := rs.Generation(); err == nil && after == before {
+			a.checkRecord(rs, before, states)
+		}
+	}
 	return missing, nil
+}
+
+// checkRecord compares the record with the firewall read at the
+// record's generation, and forgets a record that is wrong, so that
+// rebuilds read the firewall again.
+func (a *Applier) checkRecord(rs Ruleset, gen uint32, read map[string]firewallState) {
+	families := slices.Collect(maps.Keys(read))
+	rec, ok := a.loadRecord(rs, gen, families...)
+	if !ok {
+		return
+	}
+	for fam, st := range read {
+		if rec[fam].ours().text() != st.ours().text() {
+			a.log.Warn("the firewall record differs from the firewall; rebuilds read the firewall again", "family", fam)
+			if err := a.forgetRecord(); err != nil {
+				a.log.Warn("cannot forget the firewall record", "err", err)
+			}
+			return
+		}
+	}
 }
 
 // sameRoute compares where two routes send packets: gateway, device,

@@ -63,7 +63,8 @@ func parseSave(out []byte) (firewallState, error) {
 	var cur *savedTable
 	var curName string
 	sc := bufio.NewScanner(bytes.NewReader(out))
-	sc.Buffer(make([]byte, 1<<20), 1<<24)
+	// Lines are short; the buffer grows for a rule with a huge set.
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<24)
 	for n := 1; sc.Scan(); n++ {
 		line := sc.Text()
 		switch {
@@ -323,6 +324,14 @@ func (n Binaries) Save(ctx context.Context) ([]byte, error) {
 
 // Restore runs iptables-restore; a refusal is a *RestoreError.
 func (n Binaries) Restore(ctx context.Context, input string, noflush bool) error {
+	_, err := n.RestoreByWriter(ctx, input, noflush)
+	return err
+}
+
+// RestoreByWriter is Restore that also returns the pid of the
+// iptables-restore process, which nf_tables names as the writer of its
+// commits.
+func (n Binaries) RestoreByWriter(ctx context.Context, input string, noflush bool) (int, error) {
 	args := []string{"-w", "10"}
 	if noflush {
 		args = append(args, "--noflush")
@@ -331,10 +340,16 @@ func (n Binaries) Restore(ctx context.Context, input string, noflush bool) error
 	cmd := exec.CommandContext(ctx, n.restoreCmd(), args...)
 	cmd.Stdin = strings.NewReader(input)
 	cmd.Stderr = &stderr
-	if err := cmd.Run(); err != nil {
-		return &RestoreError{Input: input, Stderr: strings.TrimSpace(stderr.String()), Err: err}
+	err := cmd.Start()
+	writer := 0
+	if err == nil {
+		writer = cmd.Process.Pid
+		err = cmd.Wait()
 	}
-	return nil
+	if err != nil {
+		return writer, &RestoreError{Input: input, Stderr: strings.TrimSpace(stderr.String()), Err: err}
+	}
+	return writer, nil
 }
 
 // netfilterFamily is a Netfilter as the applier uses it: saves come back
@@ -351,6 +366,18 @@ func (f netfilterFamily) save(ctx context.Context) (firewallState, error) {
 
 func (f netfilterFamily) restore(ctx context.Context, input string, noflush bool) error {
 	return f.nf.Restore(ctx, input, noflush)
+}
+
+// restoreByWriter restores and says which writer committed: the process
+// the kernel names in its commit notices, 0 when the Netfilter cannot
+// tell.
+func (f netfilterFamily) restoreByWriter(ctx context.Context, input string, noflush bool) (int, error) {
+	if w, ok := f.nf.(interface {
+		RestoreByWriter(ctx context.Context, input string, noflush bool) (int, error)
+	}); ok {
+		return w.RestoreByWriter(ctx, input, noflush)
+	}
+	return 0, f.nf.Restore(ctx, input, noflush)
 }
 
 // errNoScratch says a Netfilter cannot try rules aside; the rule at fault

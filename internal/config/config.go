@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/ispbalance/ispbalance/internal/kernelnames"
 	"github.com/ispbalance/ispbalance/internal/trust"
@@ -249,8 +250,12 @@ func validDevice(dev string) bool {
 	return !dots(kernel) && !dots(parent) && (!labelled || len(name) <= 15)
 }
 
-// hostName accepts DNS names for ping targets.
-var hostName = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*\.?$`)
+// hostName accepts DNS names for ping targets. Compiled on first use:
+// its counted repeats make it the costliest pattern to compile, and most
+// configurations ping addresses, so every run would pay at start for it.
+var hostName = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*\.?$`)
+})
 
 var settingName = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
 
@@ -497,7 +502,7 @@ func parseService(f []string) (Service, error) {
 	}
 	if len(f) > 3 && f[3] != "default" {
 		for _, t := range strings.Split(f[3], ",") {
-			if _, err := netip.ParseAddr(t); err != nil && !hostName.MatchString(t) {
+			if _, err := netip.ParseAddr(t); err != nil && !hostName().MatchString(t) {
 				return s, fmt.Errorf("ping target %q is neither an address nor a host name", t)
 			}
 			s.PingTargets = append(s.PingTargets, t)

@@ -153,7 +153,7 @@ func FuzzParse(f *testing.F) {
 			}
 			names[s.Name], devices[s.Device] = true, true
 			for _, p := range s.PingTargets {
-				if _, err := netip.ParseAddr(p); err != nil && (!hostName.MatchString(p) || strings.ContainsAny(p, " \t\n;&|$`'\"\\<>(){}*?[]!#~")) {
+				if _, err := netip.ParseAddr(p); err != nil && (!hostName().MatchString(p) || strings.ContainsAny(p, " \t\n;&|$`'\"\\<>(){}*?[]!#~")) {
 					t.Fatalf("service %s: ping target %q", s.Name, p)
 				}
 			}

@@ -265,7 +265,7 @@ func rebuildLocked(ctx context.Context, opts Options, up UpSet, flushOthers bool
 	if err := os.WriteFile(lastRebuildPath(opts), []byte(strconv.FormatInt(start.UnixNano(), 10)+"\n"), 0o644); err != nil {
 		opts.Log.Warn("cannot record the rebuild's start; hooks may rebuild again", "err", err)
 	}
-	a, err := apply.New(apply.Options{StateDir: filepath.Join(opts.StateDir, "ispbalance"), Echo: opts.Echo, Log: opts.Log})
+	a, err := apply.New(applierOptions(opts, opts.Log))
 	if err != nil {
 		return Facts{}, err
 	}
@@ -325,6 +325,13 @@ func rebuildLocked(ctx context.Context, opts Options, up UpSet, flushOthers bool
 		"read", stats.Read.Round(time.Microsecond), "routing_apply", stats.Routing.Round(time.Microsecond),
 		"firewall", stats.Firewall.Round(time.Microsecond))
 	return f, nil
+}
+
+// applierOptions are the applier's settings for opts, logging to log.
+// The firewall record lives in the run directory, which a reboot empties.
+func applierOptions(opts Options, log *slog.Logger) apply.Options {
+	return apply.Options{StateDir: filepath.Join(opts.StateDir, "ispbalance"), Echo: opts.Echo, Log: log,
+		RecordPath: filepath.Join(opts.RunDir, "firewall.record")}
 }
 
 // maxApplyAttempts bounds how often one rebuild discovers again after the
@@ -417,7 +424,7 @@ func Stop(ctx context.Context, opts Options, flushOthers bool) error {
 	if err := markStopped(opts); err != nil {
 		return err
 	}
-	a, err := apply.New(apply.Options{StateDir: filepath.Join(opts.StateDir, "ispbalance"), Echo: opts.Echo, Log: opts.Log})
+	a, err := apply.New(applierOptions(opts, opts.Log))
 	if err != nil {
 		return err
 	}
@@ -488,7 +495,9 @@ func Status(opts Options) (render.StatusReport, error) {
 // no hook reported). Reading the firewall needs root; without it only the
 // routing is compared.
 func installedDrift(opts Options, p plan.Plan) []string {
-	a, err := apply.New(apply.Options{StateDir: filepath.Join(opts.StateDir, "ispbalance"), Log: slog.New(slog.DiscardHandler)})
+	ao := applierOptions(opts, slog.New(slog.DiscardHandler))
+	ao.Echo = nil
+	a, err := apply.New(ao)
 	if err != nil {
 		return nil
 	}

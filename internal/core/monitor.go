@@ -68,7 +68,9 @@ func MonitorRebuilder(opts Options) monitor.Rebuilder {
 		applied := f.Plan
 		mf.Drift = func(ctx context.Context, firewall bool) ([]string, error) {
 			// A quiet applier: the monitor logs what the check finds.
-			a, err := apply.New(apply.Options{StateDir: filepath.Join(opts.StateDir, "ispbalance"), Log: slog.New(slog.DiscardHandler)})
+			ao := applierOptions(opts, slog.New(slog.DiscardHandler))
+			ao.Echo = nil
+			a, err := apply.New(ao)
 			if err != nil {
 				return nil, err
 			}

@@ -1,7 +1,8 @@
 // Package kernelfake is an in-memory stand-in for the parts of the kernel
 // the applier writes to: IPv4 policy rules, routes and links (Routing, in
 // the shape of a netlink handle) and an iptables table set (Netfilter, in
-// the shape of iptables-save and iptables-restore) and IP sets (IPSets,
+// the shape of iptables-save and iptables-restore), with the nf_tables
+// ruleset generation both families share (Ruleset), and IP sets (IPSets,
 // in the shape of ipset restore and ipset list). Tests of the applier
 // run against it without root.
 //
