@@ -37,6 +37,8 @@ install_packages() {
 	command -v NetworkManager >/dev/null || missing+=(network-manager)
 	command -v dbus-daemon >/dev/null || missing+=(dbus)
 	command -v udevadm >/dev/null || missing+=(udev)
+	# promtool checks the monitor's metrics as Prometheus would.
+	command -v promtool >/dev/null || missing+=(prometheus)
 	if [ ${#missing[@]} -gt 0 ]; then
 		echo "installing: ${missing[*]}"
 		export DEBIAN_FRONTEND=noninteractive

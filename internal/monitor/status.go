@@ -131,11 +131,19 @@ func (m *Monitor) reload(load func() (Options, error)) {
 	}
 	// What reaches the kernel and the log stays as the monitor was made.
 	opts.Log, opts.Resolve = m.opts.Log, m.opts.Resolve
-	opts.Prober, opts.FlushMark, opts.Watch = m.opts.Prober, m.opts.FlushMark, m.opts.Watch
+	opts.Prober, opts.FlushMark, opts.Watch, opts.Count = m.opts.Prober, m.opts.FlushMark, m.opts.Watch, m.opts.Count
 	if opts.ScriptTimeout == 0 {
 		opts.ScriptTimeout = m.opts.ScriptTimeout
 	}
+	listen := m.opts.MetricsListen
 	m.opts = opts
+	if opts.MetricsListen != listen || !m.serving {
+		m.stopMetrics()
+		m.stopMetrics = m.serveMetrics(opts.MetricsListen)
+	}
+	if opts.MetricsTextfile == "" {
+		m.textfileErr = ""
+	}
 	for name, l := range m.links {
 		s := m.linkSettings(name)
 		if s.Window != l.settings.Window || s.Timeout != l.settings.Timeout {
