@@ -1,7 +1,9 @@
 package labtest
 
 import (
+	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +17,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 
 	"github.com/ispbalance/ispbalance/internal/lab"
+	"github.com/ispbalance/ispbalance/internal/render"
 )
 
 // metricsPort is the monitor's metrics port in the lab: every lab has a
@@ -86,6 +89,30 @@ func TestMetrics(t *testing.T) {
 		if !tc.ok {
 			t.Errorf("%s: before the fault %v, once down %v, after %v", tc.series, before[tc.series], down[tc.series], after[tc.series])
 		}
+	}
+
+	// -s and --json show the same figures per ISP, with shares.
+	var js struct{ Monitor render.MonitorStatus }
+	for start := time.Now(); ; time.Sleep(200 * time.Millisecond) {
+		if err := json.Unmarshal([]byte(r.mustRun("-s", "--json")), &js); err != nil {
+			t.Fatal(err)
+		}
+		if len(js.Monitor.ISPs) == 2 && js.Monitor.ISPs[1].Traffic != nil && js.Monitor.ISPs[1].Traffic.Connections >= uint64(after[assigned(2)]) {
+			break
+		}
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("--json lacks ISP2's connections (%v in the metrics): %+v", after[assigned(2)], js.Monitor)
+		}
+	}
+	isp1, isp2 := js.Monitor.ISPs[0], js.Monitor.ISPs[1]
+	share2 := 100 * after[assigned(2)] / (after[assigned(1)] + after[assigned(2)])
+	if math.Abs(isp2.Traffic.ConnectionsPercent-share2) > 1 || isp2.Traffic.Bytes == 0 || isp2.Traffic.BytesPercent <= 0 ||
+		isp1.Traffic.ConnectionsPercent+isp2.Traffic.ConnectionsPercent < 99.9 || isp2.P95RTTms < isp2.AvgRTTms || isp2.AvgRTTms <= 0 ||
+		isp1.InStateSeconds <= 0 || isp1.LossPercent < 50 {
+		t.Errorf("--json: ISP1 %+v %+v, ISP2 %+v %+v", isp1, isp1.Traffic, isp2, isp2.Traffic)
+	}
+	if st := r.mustRun("-s"); !strings.Contains(st, "RTT avg/p95/jitter") || !strings.Contains(st, " open") {
+		t.Errorf("-s lacks the figures:\n%s", st)
 	}
 
 	// Prometheus' parser reads the scrape, and promtool's linter passes it.

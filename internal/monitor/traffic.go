@@ -14,6 +14,7 @@ import (
 
 	kn "github.com/ispbalance/ispbalance/internal/kernelnames"
 	"github.com/ispbalance/ispbalance/internal/metrics"
+	"github.com/ispbalance/ispbalance/internal/render"
 )
 
 // countEvery is how often the kernel's traffic counters are read: one
@@ -206,4 +207,45 @@ func (m *Monitor) deviceISP(dev string) string {
 		}
 	}
 	return ""
+}
+
+// allTraffic is the sum of every link's traffic since the monitor started,
+// what shares are of.
+type allTraffic struct {
+	bytes, connections uint64
+	counted            bool
+}
+
+func (m *Monitor) trafficTotals() allTraffic {
+	var a allTraffic
+	for _, t := range m.devTotals {
+		a.bytes += t.rxBytes.Total + t.txBytes.Total
+		a.counted = true
+	}
+	for _, l := range m.links {
+		a.connections += l.counts.assigned.Total
+		a.counted = a.counted || l.counts.assigned.seen
+	}
+	return a
+}
+
+// traffic is a link's traffic for the status, nil before the first count.
+func (m *Monitor) traffic(l *link, all allTraffic) *render.MonitorTraffic {
+	if !all.counted {
+		return nil
+	}
+	t := &render.MonitorTraffic{Connections: l.counts.assigned.Total, Tracked: l.counts.tracked,
+		ConnectionsPercent: percent(l.counts.assigned.Total, all.connections)}
+	if d := m.devTotals[l.target.Device]; d != nil && !l.target.IPv6 {
+		t.Bytes = d.rxBytes.Total + d.txBytes.Total
+		t.BytesPercent = percent(t.Bytes, all.bytes)
+	}
+	return t
+}
+
+func percent(part, whole uint64) float64 {
+	if whole == 0 {
+		return 0
+	}
+	return 100 * float64(part) / float64(whole)
 }
