@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -113,6 +114,17 @@ func TestMetrics(t *testing.T) {
 	}
 	if st := r.mustRun("-s"); !strings.Contains(st, "RTT avg/p95/jitter") || !strings.Contains(st, " open") {
 		t.Errorf("-s lacks the figures:\n%s", st)
+	}
+
+	// The event history names the change, its reason and the gateway,
+	// and is kept in the state directory for the next monitor.
+	if ev := r.mustRun("events"); !regexp.MustCompile(`ISP1 +up -> down +\d+ % .* probes lost`).MatchString(ev) {
+		t.Errorf("events:\n%s", ev)
+	}
+	var events []render.MonitorEvent
+	if err := json.Unmarshal([]byte(r.mustRun("events", "--json")), &events); err != nil || len(events) < 3 ||
+		events[len(events)-1].Gateway != r.lab.ISPGateway(1).String() {
+		t.Errorf("events --json: %+v, %v", events, err)
 	}
 
 	// Prometheus' parser reads the scrape, and promtool's linter passes it.

@@ -870,6 +870,11 @@ func (m *Monitor) transition(name string, l *link, ev lsm.Event) {
 		m.flushPending[name] = flushRequest{l.target.Mark, l.target.IPv6}
 	}
 	l.metrics.changed(ev.State.String())
+	if m.opts.StateDir != "" {
+		if err := recordEvent(m.opts.StateDir, eventRecord(l, ev, time.Now())); err != nil {
+			m.log.Error("recording the event history", "isp", name, "err", err)
+		}
+	}
 	m.runEventScripts(ev, l.target.family())
 }
 

@@ -387,6 +387,45 @@ type MonitorTraffic struct {
 	Tracked int `json:"tracked"`
 }
 
+// MonitorEvent is one state change the monitor recorded, with the
+// figures it judged by.
+type MonitorEvent struct {
+	Time        time.Time `json:"time"`
+	ISP         string    `json:"isp"`
+	Family      string    `json:"family"`
+	From        string    `json:"from"`
+	To          string    `json:"to"`
+	Reason      string    `json:"reason"`
+	Gateway     string    `json:"gateway,omitempty"`
+	LossPercent float64   `json:"loss_percent"`
+	AvgRTTms    float64   `json:"avg_rtt_ms"`
+	P95RTTms    float64   `json:"p95_rtt_ms"`
+	JitterMs    float64   `json:"jitter_ms"`
+}
+
+// Events writes the event history as a table, oldest first.
+func Events(w io.Writer, events []MonitorEvent) error {
+	if len(events) == 0 {
+		_, err := fmt.Fprintln(w, "No state changes recorded yet.")
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "Time\tISP\tChange\tLoss\tRTT avg/p95/jitter\tReason")
+	for _, e := range events {
+		name := e.ISP
+		if e.Family == "ipv6" {
+			name += " (IPv6)"
+		}
+		rtt := "-"
+		if e.P95RTTms > 0 {
+			rtt = fmt.Sprintf("%.1f/%.1f/%.1f ms", e.AvgRTTms, e.P95RTTms, e.JitterMs)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s -> %s\t%.0f %%\t%s\t%s\n", e.Time.Local().Format("2006-01-02 15:04:05"), name, e.From, e.To,
+			e.LossPercent, rtt, e.Reason)
+	}
+	return tw.Flush()
+}
+
 // MonitorTarget is one probe target's latest result.
 type MonitorTarget struct {
 	Addr string `json:"addr"`
