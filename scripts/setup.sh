@@ -40,11 +40,22 @@ install_packages() {
 	command -v NetworkManager >/dev/null || missing+=(network-manager)
 	command -v dbus-daemon >/dev/null || missing+=(dbus)
 	command -v udevadm >/dev/null || missing+=(udev)
+	# promtool checks the monitor's metrics as Prometheus would.
+	command -v promtool >/dev/null || missing+=(prometheus)
 	if [ ${#missing[@]} -gt 0 ]; then
 		echo "installing: ${missing[*]}"
 		export DEBIAN_FRONTEND=noninteractive
 		apt-get update -qq
-		apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+		# Servers installed only for the tests (dhcpd, NetworkManager,
+		# Prometheus) must not start on this machine: policy-rc.d tells
+		# the packages' scripts not to start them.
+		local policy=/usr/sbin/policy-rc.d made="" rc=0
+		if [ ! -e "$policy" ]; then
+			printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && made=1
+		fi
+		apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || rc=$?
+		if [ -n "$made" ]; then rm -f "$policy"; fi
+		return $rc
 	fi
 }
 

@@ -35,6 +35,7 @@ const usage = `Usage:
   ifup-balance [options] up|down|long_down SERVICE [LSM-ARGS ...]
                                          record one ISP's state and rebuild
   ifup-balance [options] stop            remove everything ispbalance installed
+  ifup-balance [options] events          the monitor's recorded state changes (--json: as JSON)
   ifup-balance migrate FILE.pl            print a rule file equivalent to a Perl rule file
   ifup-balance [options] monitor [--lsm-config FILE]
                                          run the link monitor in the foreground
@@ -204,6 +205,11 @@ func Run(ctx context.Context, env Env) int {
 		return 0
 	case command == "monitor":
 		return runMonitor(ctx, env, opts, *f.lsmConfig)
+	case command == "events":
+		if err := printEvents(env, opts, *f.asJSON); err != nil {
+			return fail(err)
+		}
+		return 0
 	case command == "hook":
 		return runHook(ctx, env, opts, *f.root, *f.verbose, positional[1:])
 	case command == "migrate":
@@ -280,6 +286,11 @@ func parsePositional(args []string) (core.UpSet, string, error) {
 			return core.UpSet{}, "", fmt.Errorf("monitor takes no arguments, got %q", strings.Join(args[1:], " "))
 		}
 		return core.UpSet{}, "monitor", nil
+	case "events":
+		if len(args) > 1 {
+			return core.UpSet{}, "", fmt.Errorf("events takes no arguments, got %q", strings.Join(args[1:], " "))
+		}
+		return core.UpSet{}, "events", nil
 	case "stop":
 		if len(args) > 1 {
 			return core.UpSet{}, "", fmt.Errorf("stop takes no arguments, got %q", strings.Join(args[1:], " "))

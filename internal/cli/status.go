@@ -33,3 +33,21 @@ func printStatus(env Env, opts core.Options, asJSON bool) error {
 	}
 	return render.Status(env.Stdout, report)
 }
+
+// printEvents shows the monitor's event history, from the state
+// directory: it outlives the monitor.
+func printEvents(env Env, opts core.Options, asJSON bool) error {
+	events, err := monitor.ReadEvents(opts.StateDir)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		if events == nil {
+			events = []render.MonitorEvent{}
+		}
+		enc := json.NewEncoder(env.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(events)
+	}
+	return render.Events(env.Stdout, events)
+}

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -110,6 +112,12 @@ type Config struct {
 	// StickyTimeout is how many seconds a LAN address keeps its ISP after
 	// its last new connection, under sticky=source.
 	StickyTimeout int
+	// MetricsListen is the host:port on which the monitor serves
+	// Prometheus metrics; empty means no listener.
+	MetricsListen string
+	// MetricsTextfile is where the monitor writes the same metrics for
+	// node_exporter's textfile collector; empty means nowhere.
+	MetricsTextfile string
 	// MonitorOptions are passed to the link monitor.
 	MonitorOptions []Option
 }
@@ -425,6 +433,24 @@ func Parse(name string, r io.Reader) (*Config, error) {
 				default:
 					return nil, fail("last_resort must be %q or %q, not %q", LastResortCarrier, LastResortUnreachable, value)
 				}
+			case "metrics_listen":
+				if prev, dup := seenSetting[key]; dup {
+					return nil, fail("metrics_listen is set again (first at line %d)", prev)
+				}
+				seenSetting[key] = lineNo
+				if err := checkListen(value); err != nil {
+					return nil, fail("metrics_listen: %v", err)
+				}
+				c.MetricsListen = value
+			case "metrics_textfile":
+				if prev, dup := seenSetting[key]; dup {
+					return nil, fail("metrics_textfile is set again (first at line %d)", prev)
+				}
+				seenSetting[key] = lineNo
+				if !filepath.IsAbs(value) || strings.HasSuffix(value, "/") {
+					return nil, fail("metrics_textfile wants the absolute path of a file, not %q", value)
+				}
+				c.MetricsTextfile = filepath.Clean(value)
 			default:
 				if !settingName.MatchString(key) {
 					return nil, fail("%q is not a setting name", key)
@@ -583,6 +609,23 @@ func (c *Config) MayForward(from, to string) bool {
 		}
 	}
 	return false
+}
+
+// checkListen accepts a literal IP address and port. A host name is
+// refused: what it resolves to could change behind the admin's back, and
+// an empty host would listen on every address without anyone saying so.
+func checkListen(v string) error {
+	host, port, err := net.SplitHostPort(v)
+	if err != nil {
+		return fmt.Errorf("%q is not ADDRESS:PORT, such as 127.0.0.1:9851", v)
+	}
+	if _, err := netip.ParseAddr(host); err != nil {
+		return fmt.Errorf("%q is not an IP address (such as 127.0.0.1 or [::1])", host)
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
+		return fmt.Errorf("port %q is not a number from 1 to 65535", port)
+	}
+	return nil
 }
 
 func parseBool(v string) (bool, error) {

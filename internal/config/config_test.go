@@ -139,6 +139,19 @@ var parseErrorCases = []struct {
 	{"bad flush", "flush_conntrack=sometimes\n", 1, "flush_conntrack must be on-down or never"},
 	{"bad insecure_files", "insecure_files=yes\n", 1, "insecure_files must be refuse or allow"},
 	{"insecure_files twice", "insecure_files=allow\ninsecure_files=refuse\n", 2, "insecure_files is set again"},
+	{"metrics_listen no port", "A eth0 isp\nmetrics_listen=127.0.0.1\n", 2, `metrics_listen: "127.0.0.1" is not ADDRESS:PORT`},
+	{"metrics_listen host name", "metrics_listen=localhost:9851\n", 1, `"localhost" is not an IP address`},
+	{"metrics_listen no host", "metrics_listen=:9851\n", 1, `"" is not an IP address`},
+	{"metrics_listen port zero", "metrics_listen=127.0.0.1:0\n", 1, `port "0" is not a number from 1 to 65535`},
+	{"metrics_listen port too big", "metrics_listen=127.0.0.1:65536\n", 1, `port "65536"`},
+	{"metrics_listen port name", "metrics_listen=127.0.0.1:http\n", 1, `port "http"`},
+	{"metrics_listen bare v6", "metrics_listen=::1:9851\n", 1, "is not ADDRESS:PORT"},
+	{"metrics_listen empty", "\nmetrics_listen=\n", 2, "metrics_listen"},
+	{"metrics_listen twice", "metrics_listen=127.0.0.1:9851\nmetrics_listen=127.0.0.1:9852\n", 2, "metrics_listen is set again (first at line 1)"},
+	{"metrics_textfile relative", "metrics_textfile=ispbalance.prom\n", 1, `metrics_textfile wants the absolute path of a file, not "ispbalance.prom"`},
+	{"metrics_textfile directory", "metrics_textfile=/var/lib/prometheus/\n", 1, "metrics_textfile wants the absolute path"},
+	{"metrics_textfile empty", "metrics_textfile=\n", 1, "metrics_textfile wants the absolute path"},
+	{"metrics_textfile twice", "metrics_textfile=/a.prom\n\nmetrics_textfile=/b.prom\n", 3, "metrics_textfile is set again (first at line 1)"},
 }
 
 func TestParseErrors(t *testing.T) {
@@ -161,6 +174,34 @@ func TestInsecureFilesSetting(t *testing.T) {
 		c, err := Parse("b", strings.NewReader("A eth0 isp\n"+src))
 		if err != nil || c.Files != want {
 			t.Errorf("%q: policy %v, %v; want %v", src, c.Files, err, want)
+		}
+	}
+}
+
+func TestMetricsSettings(t *testing.T) {
+	c, err := Parse("b", strings.NewReader("A eth0 isp\n"))
+	if err != nil || c.MetricsListen != "" || c.MetricsTextfile != "" {
+		t.Fatalf("default: listen %q, textfile %q, %v; want both off", c.MetricsListen, c.MetricsTextfile, err)
+	}
+	for _, tc := range []struct{ src, listen, textfile string }{
+		{"metrics_listen=127.0.0.1:9851\n", "127.0.0.1:9851", ""},
+		{"metrics_listen = [::1]:9851  # local only\n", "[::1]:9851", ""},
+		// Another address than loopback is the admin's choice.
+		{"metrics_listen=192.0.2.1:65535\n", "192.0.2.1:65535", ""},
+		{"metrics_textfile=/var/lib/prometheus/node-exporter/ispbalance.prom\n", "", "/var/lib/prometheus/node-exporter/ispbalance.prom"},
+		{"metrics_textfile=/var/lib//node-exporter/./ispbalance.prom\nmetrics_listen=0.0.0.0:1\n", "0.0.0.0:1", "/var/lib/node-exporter/ispbalance.prom"},
+	} {
+		c, err := Parse("b", strings.NewReader("A eth0 isp\n"+tc.src))
+		if err != nil {
+			t.Errorf("%q: %v", tc.src, err)
+			continue
+		}
+		if c.MetricsListen != tc.listen || c.MetricsTextfile != tc.textfile {
+			t.Errorf("%q: listen %q, textfile %q; want %q, %q", tc.src, c.MetricsListen, c.MetricsTextfile, tc.listen, tc.textfile)
+		}
+		// The monitor's lsm options reject names they do not know.
+		if len(c.MonitorOptions) != 0 {
+			t.Errorf("%q: passed on to the link monitor: %v", tc.src, c.MonitorOptions)
 		}
 	}
 }

@@ -95,14 +95,16 @@ func MonitorOptions(opts Options, lsmConfig string) (monitor.Options, error) {
 		return monitor.Options{}, err
 	}
 	mo := monitor.Options{
-		Default:        def,
-		Settings:       map[string]lsm.Settings{},
-		ScriptDir:      filepath.Join(filepath.Dir(opts.ConfigPath), "balance", "lsm"),
-		Files:          cfg.Files,
-		StateDir:       opts.StateDir,
-		StatusPath:     filepath.Join(opts.RunDir, "monitor.json"),
-		FlushConntrack: cfg.FlushConntrack,
-		Log:            opts.Log,
+		Default:         def,
+		Settings:        map[string]lsm.Settings{},
+		ScriptDir:       filepath.Join(filepath.Dir(opts.ConfigPath), "balance", "lsm"),
+		Files:           cfg.Files,
+		StateDir:        opts.StateDir,
+		StatusPath:      filepath.Join(opts.RunDir, "monitor.json"),
+		FlushConntrack:  cfg.FlushConntrack,
+		MetricsListen:   cfg.MetricsListen,
+		MetricsTextfile: cfg.MetricsTextfile,
+		Log:             opts.Log,
 	}
 	if lsmConfig != "" {
 		lc, err := lsm.ParseFile(lsmConfig)

@@ -37,6 +37,7 @@ var commonFiles = map[string]string{
 	"/usr/share/man/man8/nm-dispatcher-balance.8.gz":       "-rw-r--r--",
 	"/usr/share/man/man5/balance.conf.5.gz":                "-rw-r--r--",
 	"/usr/share/doc/ispbalance/copyright":                  "-rw-r--r--",
+	"/usr/share/ispbalance/grafana-dashboard.json":         "-rw-r--r--",
 	"/usr/lib/systemd/networkd.conf.d/ispbalance.conf":     "-rw-r--r--",
 	"/usr/lib/networkd-dispatcher/routable.d/ispbalance":   "-rwxr-xr-x",
 	"/usr/lib/networkd-dispatcher/degraded.d/ispbalance":   "-rwxr-xr-x",

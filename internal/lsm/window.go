@@ -1,6 +1,10 @@
 package lsm
 
-import "time"
+import (
+	"math"
+	"slices"
+	"time"
+)
 
 const (
 	// FollowedPkts is lsm's window: the statistics cover the last 100
@@ -188,4 +192,39 @@ func (w *Window) run(ok func(*slot) bool) int {
 		n++
 	}
 	return n
+}
+
+// Spread describes the round-trip times of the replied probes in a
+// window, late ones included as in Stats.
+type Spread struct {
+	N      int
+	Mean   time.Duration
+	Stddev time.Duration // population standard deviation: the jitter
+	P95    time.Duration // nearest-rank 95th percentile
+}
+
+// RTTSpread returns the spread of the window's round-trip times. lsm's
+// own rules do not use it; quality thresholds and the metrics do.
+func (w *Window) RTTSpread() Spread {
+	var rtts []time.Duration
+	var sum float64
+	for i := range w.slots {
+		if s := &w.slots[i]; s.used && s.replied {
+			rtts = append(rtts, s.rtt)
+			sum += float64(s.rtt)
+		}
+	}
+	if len(rtts) == 0 {
+		return Spread{}
+	}
+	n := float64(len(rtts))
+	mu := sum / n
+	var sq float64
+	for _, r := range rtts {
+		d := float64(r) - mu
+		sq += d * d
+	}
+	slices.Sort(rtts)
+	rank := int(math.Ceil(0.95*n)) - 1
+	return Spread{N: len(rtts), Mean: time.Duration(mu), Stddev: time.Duration(math.Sqrt(sq / n)), P95: rtts[rank]}
 }

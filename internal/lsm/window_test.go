@@ -186,3 +186,23 @@ func TestConsRcvdSettled(t *testing.T) {
 		}
 	}
 }
+
+func TestWindowRTTSpread(t *testing.T) {
+	w := NewWindow(4, time.Second)
+	if sp := w.RTTSpread(); sp != (Spread{}) {
+		t.Fatalf("empty window: %+v", sp)
+	}
+	// 10, 30 and a lost probe, then a fifth probe pushing the first (a
+	// 1 s reply) out of the window: 10, 30, 50 remain.
+	for i, rtt := range []time.Duration{time.Second, ms(10), ms(30), -1, ms(50)} {
+		sent := t0.Add(time.Duration(i) * time.Second)
+		seq := w.Send(sent)
+		if rtt >= 0 {
+			w.Reply(seq, sent.Add(rtt))
+		}
+	}
+	sp := w.RTTSpread()
+	if sp.N != 3 || sp.Mean != ms(30) || sp.Stddev < 16329*time.Microsecond || sp.Stddev > 16330*time.Microsecond || sp.P95 != ms(50) {
+		t.Errorf("got %+v, want 3 replies, 30ms ± 16.33ms, p95 50ms", sp)
+	}
+}

@@ -31,14 +31,38 @@ func quickSettings() lsm.Settings {
 
 // fakeNet answers probes for the sources the test says are alive.
 type fakeNet struct {
-	mu    sync.Mutex
-	alive map[netip.Addr]bool
+	mu      sync.Mutex
+	alive   map[netip.Addr]bool
+	counted map[string]uint64
 }
 
 func (n *fakeNet) setAlive(src netip.Addr, alive bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.alive[src] = alive
+}
+
+// count is a fake kernel count: each reading, a live ISP has assigned
+// three more connections and carried 1500 more bytes each way, a dead
+// one nothing; ISP1's counters restart once, as after a rebuild that
+// remade its chain.
+func (n *fakeNet) count(_ context.Context, targets []Target) (Counts, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.counted == nil {
+		n.counted = map[string]uint64{}
+	}
+	c := Counts{Assigned: map[string]uint64{}, Tracked: map[string]int{}, Devices: map[string]DeviceCounts{}}
+	for _, t := range targets {
+		if n.alive[t.Src] {
+			n.counted[t.Service] += 3
+		}
+		v := n.counted[t.Service]
+		c.Assigned[t.Service] = v
+		c.Tracked[t.Service] = int(v / 3)
+		c.Devices[t.Device] = DeviceCounts{RxBytes: 500 * v, TxBytes: 500 * v, RxPackets: v, TxPackets: v}
+	}
+	return c, nil
 }
 
 func (n *fakeNet) open(src netip.Addr, _ uint32) (ProbeConn, error) {
@@ -135,6 +159,8 @@ type loopRig struct {
 	stateDir string
 	// rebuild, when set, replaces the default fake rebuild's body.
 	rebuild func(reason string) (Facts, error)
+	// options, when set, changes the monitor's options before it starts.
+	options func(*Options)
 	cancel  context.CancelFunc
 	done    chan error
 }
@@ -172,12 +198,15 @@ func startLoop(t *testing.T, setup func(*loopRig)) *loopRig {
 	opts := Options{
 		Default: quickSettings(), StateDir: dir, StatusPath: filepath.Join(dir, "monitor.json"),
 		ScriptDir: filepath.Join(dir, "lsm"), FlushConntrack: true,
-		Prober: r.net.open,
+		Prober: r.net.open, Count: r.net.count, countEvery: 50 * time.Millisecond,
 		FlushMark: func(mark uint32, _ bool) (uint, error) {
 			r.journal.add("flush %#x", mark)
 			return 1, nil
 		},
 		Watch: func(ctx context.Context, _, _, _ chan<- string) { <-ctx.Done() },
+	}
+	if r.options != nil {
+		r.options(&opts)
 	}
 	rebuild := func(_ context.Context, reason string) (Facts, error) {
 		if r.rebuild != nil {

@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ispbalance/ispbalance/internal/lsm"
+	"github.com/ispbalance/ispbalance/internal/metrics"
 	"github.com/ispbalance/ispbalance/internal/probe"
 	"github.com/ispbalance/ispbalance/internal/state"
 	"github.com/ispbalance/ispbalance/internal/trust"
@@ -95,6 +97,12 @@ type Options struct {
 	FlushConntrack bool
 	ScriptTimeout  time.Duration
 	Log            *slog.Logger
+	// MetricsListen is the host:port serving Prometheus metrics at
+	// /metrics; empty serves none.
+	MetricsListen string
+	// MetricsTextfile receives the same metrics every statusEvery, for
+	// node_exporter's textfile collector; empty writes none.
+	MetricsTextfile string
 	// Resolve looks up host-name probe targets ("ip4" or "ip6" network);
 	// nil uses the system resolver.
 	Resolve func(ctx context.Context, network, host string) ([]netip.Addr, error)
@@ -107,6 +115,11 @@ type Options struct {
 	// FlushMark deletes the tracked connections of one family assigned to
 	// an ISP's mark.
 	FlushMark func(mark uint32, ipv6 bool) (uint, error)
+	// Count reads the kernel's traffic counters for the targets.
+	Count func(ctx context.Context, targets []Target) (Counts, error)
+	// countEvery is how often Count runs; 0 means countEvery. Tests
+	// shorten it.
+	countEvery time.Duration
 	// Watch reports kernel events: rebuild reasons on out, drift checks
 	// of routing on check and of the firewall on checkFirewall.
 	Watch func(ctx context.Context, out, check, checkFirewall chan<- string)
@@ -165,6 +178,8 @@ type link struct {
 	resolved time.Time
 	nextDue  time.Time
 	warning  string
+	metrics  *linkMetrics
+	counts   linkCounts
 	// pending maps an echo sequence number to the window's.
 	pending map[int]int
 }
@@ -200,6 +215,19 @@ type Monitor struct {
 	scriptCtx  context.Context
 	stopScript context.CancelFunc
 	started    time.Time
+
+	metrics *monitorMetrics
+	// devTotals holds the ISPs' devices' traffic since the monitor
+	// started, by device.
+	devTotals map[string]*deviceTotals
+	// stopMetrics stops the metrics listener, if one runs; serving says
+	// whether one does, so a reload retries an address that could not be
+	// had before (not configured yet at boot, say).
+	stopMetrics func()
+	serving     bool
+	// textfileErr is the last failure to write MetricsTextfile, logged
+	// once rather than every statusEvery.
+	textfileErr string
 }
 
 // New returns a monitor; Run starts it.
@@ -221,11 +249,17 @@ func New(opts Options, rebuild Rebuilder) *Monitor {
 	if opts.FlushMark == nil {
 		opts.FlushMark = flushConntrack
 	}
+	if opts.Count == nil {
+		opts.Count = countKernel
+	}
 	m := &Monitor{
 		opts: opts, rebuild: rebuild, log: opts.Log.With("component", "monitor"),
 		links: map[string]*link{}, devices: map[string]bool{}, groups: map[string]lsm.State{},
 		flushPending: map[string]flushRequest{},
 		replies:      make(chan reply, 256),
+		metrics:      newMonitorMetrics(),
+		devTotals:    map[string]*deviceTotals{},
+		stopMetrics:  func() {},
 	}
 	if m.opts.Watch == nil {
 		m.opts.Watch = m.watchNetlink
@@ -259,6 +293,9 @@ func (m *Monitor) Run(ctx context.Context, ctl Control, ready func()) error {
 	m.started = time.Now()
 	m.scriptCtx, m.stopScript = context.WithCancel(context.Background())
 	defer m.stopScripts()
+	m.metrics.starts.With().Set(float64(m.started.UnixNano()) / 1e9)
+	m.stopMetrics = m.serveMetrics(m.opts.MetricsListen)
+	defer func() { m.stopMetrics() }()
 	// A failed rebuild never stops the monitor: an interface that
 	// vanishes during the first rebuild (NetworkManager taking an address
 	// away) is no reason to leave the router unwatched. It is retried
@@ -276,7 +313,10 @@ func (m *Monitor) Run(ctx context.Context, ctl Control, ready func()) error {
 		m.log.Error("rebuild failed; retrying", "err", err, "in", backoff)
 		retry.Reset(backoff)
 	}
-	if facts, err := m.rebuild(ctx, "monitor start"); err != nil {
+	start := time.Now()
+	facts, err := m.rebuild(ctx, "monitor start")
+	m.metrics.rebuilt(rebuildStart, err, time.Since(start))
+	if err != nil {
 		failed(err)
 	} else {
 		m.setFacts(facts)
@@ -312,6 +352,27 @@ func (m *Monitor) Run(ctx context.Context, ctl Control, ready func()) error {
 	checkNow := make(chan string, 1)
 	checkFirewall := make(chan string, 1)
 	go m.opts.Watch(ctx, nlEvents, checkNow, checkFirewall)
+	// Traffic is counted in the background: iptables-save takes a few
+	// milliseconds the probes should not wait for.
+	countTick := time.NewTicker(cmp.Or(m.opts.countEvery, countEvery))
+	defer countTick.Stop()
+	var (
+		counting  bool
+		countDone = make(chan countResult, 1)
+		countErr  string
+	)
+	startCount := func() {
+		if counting || len(m.links) == 0 {
+			return
+		}
+		counting = true
+		targets := m.targets()
+		go func() {
+			c, err := m.opts.Count(ctx, targets)
+			countDone <- countResult{c, err}
+		}()
+	}
+	startCount()
 	// A full resync now and then covers what no event and no check sees.
 	resync := time.NewTicker(resyncEvery)
 	defer resync.Stop()
@@ -328,19 +389,23 @@ func (m *Monitor) Run(ctx context.Context, ctl Control, ready func()) error {
 	defer timer.Stop()
 	var (
 		rebuilding    bool
+		rebuildAsked  time.Time
+		rebuildKind   string
 		pendingReason string
+		pendingKind   string
 		done          = make(chan rebuildResult, 1)
 		// flushing holds the conntrack flushes the running rebuild
 		// covers: those requested before it started.
 		flushing map[string]flushRequest
 	)
-	requestRebuild := func(reason string) {
+	// kind is the reason's class for the metrics (rebuildVerdict...).
+	requestRebuild := func(kind, reason string) {
 		if rebuilding {
 			// Coalesce: one more rebuild after this one, with the newest facts.
-			pendingReason = reason
+			pendingReason, pendingKind = reason, kind
 			return
 		}
-		rebuilding = true
+		rebuilding, rebuildAsked, rebuildKind = true, time.Now(), kind
 		flushing, m.flushPending = m.flushPending, map[string]flushRequest{}
 		go func() {
 			f, err := m.rebuild(ctx, reason)
@@ -354,27 +419,43 @@ func (m *Monitor) Run(ctx context.Context, ctl Control, ready func()) error {
 			return nil
 		case now := <-timer.C:
 			if changed := m.probeDue(ctx, now); len(changed) > 0 {
-				requestRebuild(fmt.Sprintf("verdict on %v", changed))
+				requestRebuild(rebuildVerdict, fmt.Sprintf("verdict on %v", changed))
 			}
 			if !now.Before(nextStatus) {
 				m.writeStatus(now)
+				m.publishMetrics(now)
 				nextStatus = now.Add(statusEvery)
 			}
 			timer.Reset(m.nextWake(nextStatus).Sub(time.Now()))
 		case rp := <-m.replies:
 			m.recordReply(rp)
 		case reason := <-nlEvents:
-			requestRebuild(reason)
+			requestRebuild(rebuildKernel, reason)
 		case <-retry.C:
-			requestRebuild("retrying a failed rebuild")
+			requestRebuild(rebuildRetry, "retrying a failed rebuild")
 		case <-resync.C:
-			requestRebuild("periodic full resync")
+			requestRebuild(rebuildResync, "periodic full resync")
 		case why := <-checkNow:
 			m.log.Debug("checking for outside changes", "why", why)
 			startCheck(false)
 		case why := <-checkFirewall:
 			m.log.Debug("checking for outside changes", "why", why)
 			startCheck(true)
+		case <-countTick.C:
+			startCount()
+		case res := <-countDone:
+			counting = false
+			m.applyCounts(res.counts)
+			// A count that keeps failing (no conntrack support, say) is
+			// logged when it starts and when it stops failing.
+			if msg := errString(res.err); msg != countErr {
+				if msg != "" {
+					m.log.Warn("traffic not fully counted", "err", msg)
+				} else {
+					m.log.Info("traffic counted again")
+				}
+				countErr = msg
+			}
 		case <-driftTick.C:
 			driftRound++
 			startCheck(driftRound%firewallEvery == 0)
@@ -382,12 +463,13 @@ func (m *Monitor) Run(ctx context.Context, ctl Control, ready func()) error {
 			checking = false
 			if reason, ok := m.repair.judge(res, m.factsGen, rebuilding, time.Now()); ok {
 				m.log.Warn("repairing what other software removed", "missing", res.missing)
-				requestRebuild(reason)
+				requestRebuild(rebuildRepair, reason)
 			} else if res.err != nil {
 				m.log.Debug("checking for outside changes", "err", res.err)
 			}
 		case res := <-done:
 			rebuilding = false
+			m.metrics.rebuilt(rebuildKind, res.err, time.Since(rebuildAsked))
 			if res.err != nil {
 				failed(res.err)
 			} else {
@@ -399,18 +481,18 @@ func (m *Monitor) Run(ctx context.Context, ctl Control, ready func()) error {
 			m.flush(flushing)
 			flushing = nil
 			if pendingReason != "" {
-				reason := pendingReason
+				reason, kind := pendingReason, pendingKind
 				pendingReason = ""
-				requestRebuild(reason)
+				requestRebuild(kind, reason)
 			}
 		case load := <-ctl.Reload:
 			m.reload(load)
 			timer.Reset(0)
-			requestRebuild("configuration reloaded")
+			requestRebuild(rebuildReload, "configuration reloaded")
 		case <-ctl.Dump:
 			m.dump(time.Now())
 		case reason := <-ctl.Rebuild:
-			requestRebuild(reason)
+			requestRebuild(rebuildHook, reason)
 		}
 	}
 }
@@ -448,6 +530,22 @@ func (m *Monitor) nextWake(nextStatus time.Time) time.Time {
 	return next
 }
 
+// targets are the links' targets, for work done outside the loop.
+func (m *Monitor) targets() []Target {
+	var out []Target
+	for _, l := range m.links {
+		out = append(out, l.target)
+	}
+	return out
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}
+
 func (m *Monitor) serviceNames() []string {
 	var out []string
 	for name := range m.links {
@@ -476,7 +574,7 @@ func (m *Monitor) setFacts(f Facts) {
 			s := m.linkSettings(t.base())
 			l = &link{settings: s, decider: lsm.NewDecider(s), state: lsm.InitialState(s),
 				window: lsm.NewWindow(s.Window, s.Timeout), results: map[netip.Addr]*targetResult{},
-				pending: map[int]int{}, since: time.Now()}
+				pending: map[int]int{}, since: time.Now(), metrics: m.metrics.link(t.base(), t.family())}
 			m.links[t.Service] = l
 		}
 		old := l.target
@@ -503,9 +601,31 @@ func (m *Monitor) setFacts(f Facts) {
 			if l.conn != nil {
 				l.conn.Close()
 			}
+			l.metrics.forget()
 			delete(m.links, name)
+			if m.deviceISP(l.target.Device) == "" {
+				delete(m.devTotals, l.target.Device)
+			}
 		}
 	}
+	// Traffic series go with the last link of their ISP.
+	for _, f := range []*metrics.Family{m.metrics.rxBytes, m.metrics.txBytes, m.metrics.rxPkts, m.metrics.txPkts} {
+		for _, isp := range f.Values("isp") {
+			if !m.hasISP(isp) {
+				f.Delete(map[string]string{"isp": isp})
+			}
+		}
+	}
+}
+
+// hasISP says whether a link of the configured service isp is monitored.
+func (m *Monitor) hasISP(isp string) bool {
+	for _, l := range m.links {
+		if l.target.base() == isp {
+			return true
+		}
+	}
+	return false
 }
 
 func samePing(a, b Target) bool {
@@ -554,6 +674,7 @@ func (m *Monitor) recordReply(rp reply) {
 	if !res.Replied {
 		res.Replied = true
 		res.RTT = rp.r.At.Sub(res.SentAt)
+		l.metrics.answer(res.RTT)
 	}
 	if seq, ok := l.pending[rp.r.Seq]; ok {
 		// A round counts as answered when any target answers.
@@ -684,6 +805,8 @@ func (m *Monitor) probeDue(ctx context.Context, now time.Time) []string {
 			}
 			if err := l.conn.Send(dst, echoSeq); err != nil {
 				m.log.Debug("probe not sent", "isp", name, "target", dst, "err", err)
+			} else {
+				l.metrics.sent.Inc()
 			}
 		}
 		m.decide(name, l, now, &changed)
@@ -745,6 +868,12 @@ func (m *Monitor) transition(name string, l *link, ev lsm.Event) {
 		// done: flushed earlier, a connection opened in between would be
 		// assigned to the dead ISP again.
 		m.flushPending[name] = flushRequest{l.target.Mark, l.target.IPv6}
+	}
+	l.metrics.changed(ev.State.String())
+	if m.opts.StateDir != "" {
+		if err := recordEvent(m.opts.StateDir, eventRecord(l, ev, time.Now())); err != nil {
+			m.log.Error("recording the event history", "isp", name, "err", err)
+		}
 	}
 	m.runEventScripts(ev, l.target.family())
 }

@@ -25,14 +25,14 @@ type Snapshot struct {
 
 func (m *Monitor) snapshot(now time.Time) Snapshot {
 	s := Snapshot{PID: os.Getpid(), Started: m.started, Written: now}
+	totals := m.trafficTotals()
 	for _, name := range m.serviceNames() {
 		l := m.links[name]
-		st := l.window.Stats(now)
+		q := l.quality(now)
 		is := render.MonitorISP{Service: name, Device: l.target.Device, State: l.state.State.String(), Since: l.since,
-			Probing: l.conn != nil, AvgRTTms: float64(st.AvgRTT.Microseconds()) / 1000, Warning: l.warning}
-		if st.Used > 0 {
-			is.LossPercent = 100 * float64(st.Timeout) / float64(st.Used)
-		}
+			Probing: l.conn != nil, AvgRTTms: ms(q.Mean), P95RTTms: ms(q.P95), JitterMs: ms(q.Stddev),
+			LossPercent: 100 * q.loss, Warning: l.warning, IPv6: l.target.IPv6, InStateSeconds: now.Sub(l.since).Seconds()}
+		is.Traffic = m.traffic(l, totals)
 		is.HoldSeconds = holdLeft(l.state, now).Seconds()
 		for _, dst := range l.dsts {
 			ts := render.MonitorTarget{Addr: dst.String(), Last: "not probed yet"}
@@ -58,6 +58,8 @@ func (m *Monitor) snapshot(now time.Time) Snapshot {
 	}
 	return s
 }
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
 func (m *Monitor) writeStatus(now time.Time) {
 	if m.opts.StatusPath == "" {
@@ -131,11 +133,19 @@ func (m *Monitor) reload(load func() (Options, error)) {
 	}
 	// What reaches the kernel and the log stays as the monitor was made.
 	opts.Log, opts.Resolve = m.opts.Log, m.opts.Resolve
-	opts.Prober, opts.FlushMark, opts.Watch = m.opts.Prober, m.opts.FlushMark, m.opts.Watch
+	opts.Prober, opts.FlushMark, opts.Watch, opts.Count = m.opts.Prober, m.opts.FlushMark, m.opts.Watch, m.opts.Count
 	if opts.ScriptTimeout == 0 {
 		opts.ScriptTimeout = m.opts.ScriptTimeout
 	}
+	listen := m.opts.MetricsListen
 	m.opts = opts
+	if opts.MetricsListen != listen || !m.serving {
+		m.stopMetrics()
+		m.stopMetrics = m.serveMetrics(opts.MetricsListen)
+	}
+	if opts.MetricsTextfile == "" {
+		m.textfileErr = ""
+	}
 	for name, l := range m.links {
 		s := m.linkSettings(name)
 		if s.Window != l.settings.Window || s.Timeout != l.settings.Timeout {

@@ -369,6 +369,71 @@ type MonitorISP struct {
 	// HoldSeconds is set for a link that flap damping holds down: how
 	// much longer its probes must keep answering before it goes up.
 	HoldSeconds float64 `json:"hold_seconds,omitempty"`
+	// IPv6 marks an ISP's IPv6 half.
+	IPv6 bool `json:"ipv6,omitempty"`
+	// P95RTTms and JitterMs (the standard deviation) are over the
+	// window's replies, as AvgRTTms.
+	P95RTTms float64 `json:"p95_rtt_ms"`
+	JitterMs float64 `json:"jitter_ms"`
+	// InStateSeconds is how long the link has been in its state when
+	// the snapshot was written.
+	InStateSeconds float64 `json:"in_state_seconds"`
+	// Traffic is what went through the ISP since the monitor started;
+	// nil before the first count.
+	Traffic *MonitorTraffic `json:"traffic,omitempty"`
+}
+
+// MonitorTraffic is one link's traffic since the monitor started, and
+// its share of all ISPs' (percent).
+type MonitorTraffic struct {
+	// Bytes and BytesPercent count the ISP's device both ways, both
+	// families: the IPv6 half, sharing the device, leaves them at 0.
+	Bytes        uint64  `json:"bytes"`
+	BytesPercent float64 `json:"bytes_percent"`
+	// Connections are the new connections assigned to the link.
+	Connections        uint64  `json:"connections"`
+	ConnectionsPercent float64 `json:"connections_percent"`
+	// Tracked are the connections the kernel tracks on it now.
+	Tracked int `json:"tracked"`
+}
+
+// MonitorEvent is one state change the monitor recorded, with the
+// figures it judged by.
+type MonitorEvent struct {
+	Time        time.Time `json:"time"`
+	ISP         string    `json:"isp"`
+	Family      string    `json:"family"`
+	From        string    `json:"from"`
+	To          string    `json:"to"`
+	Reason      string    `json:"reason"`
+	Gateway     string    `json:"gateway,omitempty"`
+	LossPercent float64   `json:"loss_percent"`
+	AvgRTTms    float64   `json:"avg_rtt_ms"`
+	P95RTTms    float64   `json:"p95_rtt_ms"`
+	JitterMs    float64   `json:"jitter_ms"`
+}
+
+// Events writes the event history as a table, oldest first.
+func Events(w io.Writer, events []MonitorEvent) error {
+	if len(events) == 0 {
+		_, err := fmt.Fprintln(w, "No state changes recorded yet.")
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "Time\tISP\tChange\tLoss\tRTT avg/p95/jitter\tReason")
+	for _, e := range events {
+		name := e.ISP
+		if e.Family == "ipv6" {
+			name += " (IPv6)"
+		}
+		rtt := "-"
+		if e.P95RTTms > 0 {
+			rtt = fmt.Sprintf("%.1f/%.1f/%.1f ms", e.AvgRTTms, e.P95RTTms, e.JitterMs)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s -> %s\t%.0f %%\t%s\t%s\n", e.Time.Local().Format("2006-01-02 15:04:05"), name, e.From, e.To,
+			e.LossPercent, rtt, e.Reason)
+	}
+	return tw.Flush()
 }
 
 // MonitorTarget is one probe target's latest result.
@@ -463,6 +528,35 @@ func Status(w io.Writer, report StatusReport) error {
 	return nil
 }
 
+// formatBytes says a byte count in the largest unit that keeps it at
+// least 1 (decimal units, as interface counters are usually read).
+func formatBytes(n uint64) string {
+	units := []string{"B", "kB", "MB", "GB", "TB", "PB"}
+	v, i := float64(n), 0
+	for v >= 1000 && i < len(units)-1 {
+		v /= 1000
+		i++
+	}
+	if i == 0 {
+		return fmt.Sprintf("%d B", n)
+	}
+	return fmt.Sprintf("%.1f %s", v, units[i])
+}
+
+// formatSeconds says a duration to the second, in the two largest units.
+func formatSeconds(s float64) string {
+	d := time.Duration(s) * time.Second
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+	}
+	return fmt.Sprintf("%dd%02dh", int(d.Hours())/24, int(d.Hours())%24)
+}
+
 func writeMonitor(w io.Writer, report StatusReport) {
 	switch {
 	case report.Stopped:
@@ -494,7 +588,7 @@ func writeMonitor(w io.Writer, report StatusReport) {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "  ISP\tMonitor state\tSince\tLoss\tAvg RTT\tTargets")
+	fmt.Fprintln(tw, "  ISP\tMonitor state\tSince\tFor\tLoss\tRTT avg/p95/jitter\tTraffic\tConnections\tTargets")
 	for _, is := range m.ISPs {
 		var targets []string
 		for _, t := range is.Targets {
@@ -508,7 +602,19 @@ func writeMonitor(w io.Writer, report StatusReport) {
 		if is.HoldSeconds > 0 {
 			state += fmt.Sprintf(" (held: flapping, %.0f s more of good probes)", is.HoldSeconds)
 		}
-		fmt.Fprintf(tw, "  %s\t%s\t%s\t%.0f %%\t%.1f ms\t%s\n", is.Service, state, since, is.LossPercent, is.AvgRTTms, strings.Join(targets, ", "))
+		traffic, conns := "-", "-"
+		if t := is.Traffic; t != nil {
+			if !is.IPv6 {
+				traffic = fmt.Sprintf("%s (%.0f %%)", formatBytes(t.Bytes), t.BytesPercent)
+			}
+			conns = fmt.Sprintf("%d (%.0f %%), %d open", t.Connections, t.ConnectionsPercent, t.Tracked)
+		}
+		rtt := "-"
+		if is.P95RTTms > 0 {
+			rtt = fmt.Sprintf("%.1f/%.1f/%.1f ms", is.AvgRTTms, is.P95RTTms, is.JitterMs)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%.0f %%\t%s\t%s\t%s\t%s\n", is.Service, state, since,
+			formatSeconds(is.InStateSeconds), is.LossPercent, rtt, traffic, conns, strings.Join(targets, ", "))
 	}
 	tw.Flush()
 	for _, is := range m.ISPs {

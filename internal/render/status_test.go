@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestStatusShowsWarnings(t *testing.T) {
@@ -29,5 +30,39 @@ func TestStatusShowsWarnings(t *testing.T) {
 	}
 	if !strings.Contains(string(j), `"warnings":["gateway 10.9.9.1 is outside`) || strings.Count(string(j), `"warnings"`) != 1 {
 		t.Errorf("JSON: %s", j)
+	}
+}
+
+func TestStatusShowsMonitorFigures(t *testing.T) {
+	since := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	report := StatusReport{Firewall: "in place", Monitor: &MonitorStatus{PID: 42, ISPs: []MonitorISP{
+		{Service: "CABLE", State: "up", Since: since, InStateSeconds: 3725, LossPercent: 4, AvgRTTms: 12.34, P95RTTms: 20, JitterMs: 3.5,
+			Traffic: &MonitorTraffic{Bytes: 1_234_567_890, BytesPercent: 75, Connections: 300, ConnectionsPercent: 60, Tracked: 12}},
+		{Service: "CABLE.ipv6", IPv6: true, State: "up", Since: since, InStateSeconds: 59,
+			Traffic: &MonitorTraffic{Connections: 100, ConnectionsPercent: 20, Tracked: 3}},
+		{Service: "DSL", State: "down", Since: since, InStateSeconds: 200000, LossPercent: 100, HoldSeconds: 30,
+			Traffic: &MonitorTraffic{Bytes: 999, BytesPercent: 25, Connections: 100, ConnectionsPercent: 20}},
+		{Service: "LTE", State: "unknown"},
+	}}}
+	var b strings.Builder
+	if err := Status(&b, report); err != nil {
+		t.Fatal(err)
+	}
+	// Trailing blanks (no targets here) do not matter.
+	var lines []string
+	for _, l := range strings.Split(b.String(), "\n") {
+		lines = append(lines, strings.TrimRight(l, " "))
+	}
+	got := strings.Join(lines, "\n") + "\n"
+	for _, want := range []string{
+		"  ISP         Monitor state                                    Since                For    Loss   RTT avg/p95/jitter  Traffic        Connections          Targets\n",
+		"  CABLE       up                                               2026-03-01 12:00:00  1h02m  4 %    12.3/20.0/3.5 ms    1.2 GB (75 %)  300 (60 %), 12 open\n",
+		"  CABLE.ipv6  up                                               2026-03-01 12:00:00  59s    0 %    -                   -              100 (20 %), 3 open\n",
+		"  DSL         down (held: flapping, 30 s more of good probes)  2026-03-01 12:00:00  2d07h  100 %  -                   999 B (25 %)   100 (20 %), 0 open\n",
+		"  LTE         unknown                                          -                    0s     0 %    -                   -              -\n",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("status lacks %q:\n%s", want, got)
+		}
 	}
 }

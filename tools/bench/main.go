@@ -23,6 +23,7 @@ func main() {
 	mon := flag.Bool("monitor", false, "measure the link monitor instead: failover, recovery, memory and CPU")
 	idle := flag.Duration("idle", 60*time.Second, "with -monitor: how long to sample memory and CPU")
 	profile := flag.String("cpuprofile", "", "instead: run rebuilds in-process under the CPU profiler, write the profile to `FILE`")
+	metrics := flag.Bool("metrics", true, "with -monitor: serve Prometheus metrics and scrape them every 15 s, as Prometheus does by default")
 	flag.Parse()
 	if err := lab.Available(); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
@@ -30,7 +31,7 @@ func main() {
 	}
 	run := func() error { return run(*rounds, *sizes) }
 	if *mon {
-		run = func() error { return benchMonitor(*idle) }
+		run = func() error { return benchMonitor(*idle, *metrics) }
 	}
 	if *profile != "" {
 		run = func() error {

@@ -16,7 +16,7 @@ import (
 
 // benchMonitor runs the monitor on a 4-ISP lab and prints how fast it
 // fails over and recovers and what it costs to run.
-func benchMonitor(idle time.Duration) error {
+func benchMonitor(idle time.Duration, metrics bool) error {
 	bin, dir, err := build()
 	if err != nil {
 		return err
@@ -39,6 +39,9 @@ func benchMonitor(idle time.Duration) error {
 		fmt.Fprintf(&b, "ISP%d wan%d isp %s\n", k, k, l.ServerAddr())
 	}
 	b.WriteString("LAN lan1 lan\n")
+	if metrics {
+		b.WriteString("metrics_listen=127.0.0.1:" + metricsPort + "\n")
+	}
 	if err := os.WriteFile(conf, []byte(b.String()), 0o644); err != nil {
 		return err
 	}
@@ -77,10 +80,32 @@ func benchMonitor(idle time.Duration) error {
 		}
 	}
 
-	fmt.Printf("monitor, %d ISPs, default settings, probing the internet server through each\n", isps)
+	with := "metrics off"
+	if metrics {
+		with = "metrics on and scraped every 15 s"
+	}
+	fmt.Printf("monitor, %d ISPs, default settings, probing the internet server through each, %s\n", isps, with)
+	scrape := func() (int, error) {
+		out, err := l.Exec("router", "curl", "-sf", "--max-time", "5", "http://127.0.0.1:"+metricsPort+"/metrics")
+		return len(out), err
+	}
+	if metrics {
+		n, err := scrape()
+		if err != nil {
+			return fmt.Errorf("scraping the metrics: %w", err)
+		}
+		fmt.Printf("one scrape: %d bytes\n", n)
+	}
 	rss0, cpu0 := usage(cmd.Process.Pid)
 	t0 := time.Now()
-	time.Sleep(idle)
+	for time.Since(t0) < idle {
+		time.Sleep(min(15*time.Second, idle-time.Since(t0)))
+		if metrics {
+			if _, err := scrape(); err != nil {
+				return fmt.Errorf("scraping the metrics: %w", err)
+			}
+		}
+	}
 	rss1, cpu1 := usage(cmd.Process.Pid)
 	cpuShare := 100 * (cpu1 - cpu0).Seconds() / time.Since(t0).Seconds()
 
@@ -119,6 +144,10 @@ func benchMonitor(idle time.Duration) error {
 	fmt.Printf(row, fmt.Sprintf("CPU over %v", idle.Round(time.Second)), fmt.Sprintf("%.2f %%", cpuShare), "1 %", "")
 	return nil
 }
+
+// metricsPort serves the monitor's metrics inside the lab's router
+// namespace.
+const metricsPort = "9851"
 
 // failover applies a fault to ISP1, measures how long until new
 // connections avoid it, undoes the fault and gives the link time to come
