@@ -23,15 +23,16 @@ func main() {
 	mon := flag.Bool("monitor", false, "measure the link monitor instead: failover, recovery, memory and CPU")
 	idle := flag.Duration("idle", 60*time.Second, "with -monitor: how long to sample memory and CPU")
 	profile := flag.String("cpuprofile", "", "instead: run rebuilds in-process under the CPU profiler, write the profile to `FILE`")
+	dual := flag.Bool("dualstack", false, "give every ISP and the LAN IPv6 too: rebuilds of dual-stack ISPs, IPv6 ping loss, and with -monitor IPv6 failover and recovery")
 	metrics := flag.Bool("metrics", true, "with -monitor: serve Prometheus metrics and scrape them every 15 s, as Prometheus does by default")
 	flag.Parse()
 	if err := lab.Available(); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 		os.Exit(1)
 	}
-	run := func() error { return run(*rounds, *sizes) }
+	run := func() error { return run(*rounds, *sizes, *dual) }
 	if *mon {
-		run = func() error { return benchMonitor(*idle, *metrics) }
+		run = func() error { return benchMonitor(*idle, *metrics, *dual) }
 	}
 	if *profile != "" {
 		run = func() error {
@@ -64,7 +65,7 @@ func build() (bin, dir string, err error) {
 	return bin, dir, nil
 }
 
-func run(rounds int, sizes string) error {
+func run(rounds int, sizes string, dual bool) error {
 	bin, dir, err := build()
 	if err != nil {
 		return err
@@ -73,6 +74,9 @@ func run(rounds int, sizes string) error {
 	if err := writeBenchRuleFile(dir); err != nil {
 		return err
 	}
+	if dual {
+		return runDual(bin, dir, rounds, sizes)
+	}
 	const row = "%4v  %8v  %9v  %9v  %9v  %9v  %10v  %10v  %16v  %16v  %14v\n"
 	fmt.Printf(row, "ISPs", "rebuilds", "median", "before", "p90", "max", "pings sent", "pings lost", "unchanged median", "before", "unchanged writes")
 	for _, f := range strings.Split(sizes, ",") {
@@ -80,7 +84,7 @@ func run(rounds int, sizes string) error {
 		if _, err := fmt.Sscanf(f, "%d", &n); err != nil {
 			return fmt.Errorf("lab size %q: %w", f, err)
 		}
-		res, err := measure(bin, dir, n, rounds)
+		res, err := measure(bin, dir, n, rounds, false)
 		if err != nil {
 			return fmt.Errorf("%d ISPs: %w", n, err)
 		}
@@ -106,6 +110,8 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Micros
 type result struct {
 	median, p90, max time.Duration
 	sent, received   int
+	// sent6 and received6 count the IPv6 ping stream of a dual-stack run.
+	sent6, received6 int
 	// unchanged is the median of rebuilds whose facts did not change;
 	// unchangedWrites counts the changes they echoed under -v (want 0).
 	unchanged       time.Duration
@@ -114,13 +120,18 @@ type result struct {
 
 // measure times rounds rebuilds, each of which takes the last ISP down or
 // brings it back, so every rebuild changes routes and the firewall.
-func measure(bin, dir string, isps, rounds int) (result, error) {
+func measure(bin, dir string, isps, rounds int, dual bool) (result, error) {
 	var res result
 	l, err := lab.New(lab.Options{Prefix: "bench", ISPs: isps})
 	if err != nil {
 		return res, err
 	}
 	defer l.Close()
+	if dual {
+		if err := addDualStack(l); err != nil {
+			return res, err
+		}
+	}
 	conf, err := writeBenchConfig(dir, isps)
 	if err != nil {
 		return res, err
@@ -143,6 +154,15 @@ func measure(bin, dir string, isps, rounds int) (result, error) {
 	if err != nil {
 		return res, err
 	}
+	var ping6 *lab.PingStream
+	if dual {
+		// One probe first: the lab's neighbours are not resolved yet.
+		l.Exec("lan1", "ping", "-6", "-c1", "-W2", v6Server.String())
+		if ping6, err = l.StartPing("lan1", v6Server, 2*time.Millisecond); err != nil {
+			ping.Stop()
+			return res, err
+		}
+	}
 	var times []time.Duration
 	last := fmt.Sprintf("ISP%d", isps)
 	for i := 0; i < rounds; i++ {
@@ -153,6 +173,9 @@ func measure(bin, dir string, isps, rounds int) (result, error) {
 		took, err := rebuild(verdict, last)
 		if err != nil {
 			ping.Stop()
+			if ping6 != nil {
+				ping6.Stop()
+			}
 			return res, err
 		}
 		times = append(times, took)
@@ -160,6 +183,11 @@ func measure(bin, dir string, isps, rounds int) (result, error) {
 	res.sent, res.received, err = ping.Stop()
 	if err != nil {
 		return res, err
+	}
+	if ping6 != nil {
+		if res.sent6, res.received6, err = ping6.Stop(); err != nil {
+			return res, err
+		}
 	}
 	sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
 	res.median = times[len(times)/2]
@@ -183,6 +211,29 @@ func measure(bin, dir string, isps, rounds int) (result, error) {
 	sort.Slice(same, func(i, j int) bool { return same[i] < same[j] })
 	res.unchanged = same[len(same)/2]
 	return res, nil
+}
+
+// runDual measures rebuilds of dual-stack ISPs, with an IPv4 and an IPv6
+// ping stream from the LAN across them.
+func runDual(bin, dir string, rounds int, sizes string) error {
+	const row = "%4v  %8v  %9v  %9v  %9v  %9v  %14v  %14v  %16v  %14v\n"
+	fmt.Println("dual-stack ISPs (IPv4 and IPv6 balanced, NAT66 from a ULA LAN)")
+	fmt.Printf(row, "ISPs", "rebuilds", "median", "target", "p90", "max", "IPv4 pings lost", "IPv6 pings lost", "unchanged median", "unchanged writes")
+	for _, f := range strings.Split(sizes, ",") {
+		var n int
+		if _, err := fmt.Sscanf(f, "%d", &n); err != nil {
+			return fmt.Errorf("lab size %q: %w", f, err)
+		}
+		res, err := measure(bin, dir, n, rounds, true)
+		if err != nil {
+			return fmt.Errorf("%d dual-stack ISPs: %w", n, err)
+		}
+		target := map[int]string{2: "30 ms", 16: "80 ms"}[n]
+		fmt.Printf(row, n, rounds, ms(res.median), target, ms(res.p90), ms(res.max),
+			fmt.Sprintf("%d of %d", res.sent-res.received, res.sent), fmt.Sprintf("%d of %d", res.sent6-res.received6, res.sent6),
+			ms(res.unchanged), res.unchangedWrites)
+	}
+	return nil
 }
 
 // buildCmd is the package build of ifup-balance (see the Makefile).

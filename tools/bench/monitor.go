@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,7 +17,7 @@ import (
 
 // benchMonitor runs the monitor on a 4-ISP lab and prints how fast it
 // fails over and recovers and what it costs to run.
-func benchMonitor(idle time.Duration, metrics bool) error {
+func benchMonitor(idle time.Duration, metrics, dual bool) error {
 	bin, dir, err := build()
 	if err != nil {
 		return err
@@ -33,10 +34,25 @@ func benchMonitor(idle time.Duration, metrics bool) error {
 		return err
 	}
 	defer stopServer()
+	const port6 = 8081
+	if dual {
+		if err := addDualStack(l); err != nil {
+			return err
+		}
+		stop6, err := l.StartListener("inet", netip.AddrPortFrom(v6Server, port6))
+		if err != nil {
+			return err
+		}
+		defer stop6()
+	}
 	conf := filepath.Join(dir, "balance.conf")
 	var b strings.Builder
 	for k := 1; k <= isps; k++ {
-		fmt.Fprintf(&b, "ISP%d wan%d isp %s\n", k, k, l.ServerAddr())
+		targets := l.ServerAddr().String()
+		if dual {
+			targets += "," + v6Server.String()
+		}
+		fmt.Fprintf(&b, "ISP%d wan%d isp %s\n", k, k, targets)
 	}
 	b.WriteString("LAN lan1 lan\n")
 	if metrics {
@@ -64,7 +80,11 @@ func benchMonitor(idle time.Duration, metrics bool) error {
 
 	allUp := func() bool {
 		snap, err := monitor.ReadSnapshot(filepath.Join(runDir, "monitor.json"))
-		if err != nil || len(snap.ISPs) != isps {
+		want := isps
+		if dual {
+			want = 2 * isps // each ISP's IPv6 is judged apart
+		}
+		if err != nil || len(snap.ISPs) != want {
 			return false
 		}
 		for _, is := range snap.ISPs {
@@ -135,6 +155,16 @@ func benchMonitor(idle time.Duration, metrics bool) error {
 		return err
 	}
 
+	var fail6, recover6 time.Duration
+	if dual {
+		// ISP 2: ISP 1 has just been failed twice, and flap damping would
+		// hold its IPv6 down longer on purpose.
+		time.Sleep(5 * time.Second)
+		if fail6, recover6, err = ipv6Failover(l, 2, port6); err != nil {
+			return err
+		}
+	}
+
 	row := "%-44s %12s %10s %12s\n"
 	fmt.Printf(row, "", "measured", "target", "original")
 	fmt.Printf(row, "failover, upstream silently dead", secs(silent), "2 s", "8.5 s")
@@ -142,6 +172,10 @@ func benchMonitor(idle time.Duration, metrics bool) error {
 	fmt.Printf(row, "recovery after a 25 s outage", secs(recovery), "5 s", "about 90 s")
 	fmt.Printf(row, fmt.Sprintf("resident memory (after %v)", idle.Round(time.Second)), fmt.Sprintf("%.1f MB", float64(max(rss0, rss1))/1024), "15 MB", "")
 	fmt.Printf(row, fmt.Sprintf("CPU over %v", idle.Round(time.Second)), fmt.Sprintf("%.2f %%", cpuShare), "1 %", "")
+	if dual {
+		fmt.Printf(row, "IPv6 failover, its IPv6 silently dead", secs(fail6), "3 s", "")
+		fmt.Printf(row, "IPv6 recovery after a 25 s outage", secs(recover6), "10 s", "")
+	}
 	return nil
 }
 
