@@ -37,6 +37,8 @@ install_packages() {
 	command -v NetworkManager >/dev/null || missing+=(network-manager)
 	command -v dbus-daemon >/dev/null || missing+=(dbus)
 	command -v udevadm >/dev/null || missing+=(udev)
+	# The booted-system tests build a Debian root from the registry.
+	command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
 	if [ ${#missing[@]} -gt 0 ]; then
 		echo "installing: ${missing[*]}"
 		export DEBIAN_FRONTEND=noninteractive
