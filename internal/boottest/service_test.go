@@ -75,6 +75,28 @@ ip route replace 10.77.0.0/16 dev lan1 table 77 || exit 1
 		t.Errorf("the service logged a failure:\n%s", log)
 	}
 
+	// systemctl status says which ISPs are up; the watchdog restarts a
+	// monitor whose loop stops (here: SIGSTOP, with a short WatchdogSec).
+	waitFor(t, "the service's status text", 10*time.Second, func() bool {
+		out, _ := r.try("systemctl", "show", "-p", "StatusText", "--value", "ispbalance")
+		return strings.TrimSpace(out) == "1 of 2 ISPs up: ISP2"
+	})
+	if err := r.sys.WriteFile("/etc/systemd/system/ispbalance.service.d/watchdog.conf", []byte("[Service]\nWatchdogSec=2s\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r.sh("systemctl", "daemon-reload")
+	r.sh("systemctl", "restart", "ispbalance")
+	waitFor(t, "the service active again", 10*time.Second, func() bool { return r.balanced("ISP2") })
+	pid := strings.TrimSpace(r.sh("systemctl", "show", "-p", "MainPID", "--value", "ispbalance"))
+	stopped := time.Now()
+	r.sh("kill", "-STOP", pid)
+	waitFor(t, "the watchdog restarting a stuck monitor", 30*time.Second, func() bool {
+		out, _ := r.try("systemctl", "show", "-p", "MainPID", "-p", "ActiveState", "--value", "ispbalance")
+		f := strings.Fields(out)
+		return len(f) == 2 && f[0] != pid && f[0] != "0" && f[1] == "active"
+	})
+	t.Logf("watchdog: a stopped monitor was replaced %v after SIGSTOP (WatchdogSec=2s)", time.Since(stopped).Round(time.Millisecond))
+
 	out, _ := r.try("systemd-analyze", "security", "--no-pager", "ispbalance.service")
 	m := regexp.MustCompile(`Overall exposure level for ispbalance.service: ([0-9.]+) (\S+)`).FindStringSubmatch(out)
 	if m == nil {
