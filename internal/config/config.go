@@ -97,6 +97,11 @@ type Config struct {
 	IPv6 bool
 	// IPv6Gateways pins ISPs' IPv6 gateways, by service name.
 	IPv6Gateways map[string]IPv6Gateway
+	// HooksOff makes every network-stack hook (ifupdown, dhclient,
+	// dhcpcd, NetworkManager's dispatcher, networkd-dispatcher, Red Hat's
+	// ifup-local) do nothing: hooks=off. The monitor still follows links
+	// and leases over netlink.
+	HooksOff bool
 	// MonitorOptions are passed to the link monitor.
 	MonitorOptions []Option
 }
@@ -303,6 +308,16 @@ func Parse(name string, r io.Reader) (*Config, error) {
 					return nil, fail("ipv6_gateway for %s is set again (first at line %d)", f[0], prev.Line)
 				}
 				c.IPv6Gateways[f[0]] = IPv6Gateway{Addr: gw, Line: lineNo}
+			case "hooks":
+				if prev, dup := seenSetting[key]; dup {
+					return nil, fail("hooks is set again (first at line %d)", prev)
+				}
+				seenSetting[key] = lineNo
+				b, err := parseBool(value)
+				if err != nil {
+					return nil, fail("hooks: %v", err)
+				}
+				c.HooksOff = !b
 			case "last_resort":
 				if prev, dup := seenSetting[key]; dup {
 					return nil, fail("last_resort is set again (first at line %d)", prev)
