@@ -27,7 +27,7 @@ const Suite = "bookworm"
 var Packages = []string{
 	"systemd", "systemd-sysv", "dbus", "iproute2", "iptables", "conntrack",
 	"ifupdown", "isc-dhcp-client", "iputils-ping", "procps",
-	"network-manager", "exim4-daemon-light", "rpm",
+	"network-manager", "udev", "exim4-daemon-light", "rpm",
 }
 
 // maxImageAge is how long a built root is reused: long enough for a day
