@@ -311,7 +311,8 @@ func (r *router) rebootWithLateUplink() {
 	start := time.Now()
 	r.boot()
 	waitFor(t, "the service active with ISP2 only", 20*time.Second, func() bool { return r.balanced("ISP2") })
-	t.Logf("step 4: reboot with wan1 unplugged: balanced on ISP2 %v after the boot began", time.Since(start).Round(time.Millisecond))
+	t.Logf("step 4: reboot with wan1 unplugged: balanced on ISP2 %v after the boot began; slowest units:\n%s",
+		time.Since(start).Round(time.Millisecond), r.sh("sh", "-c", "systemd-analyze blame | head -3"))
 	if err := undo(); err != nil {
 		t.Fatal(err)
 	}
