@@ -40,6 +40,12 @@ func notifyLoop(ctx context.Context, snapshotPath string, idle *atomic.Bool, not
 	defer tick.Stop()
 	last := ""
 	for {
+		// The first word is READY=1, from the caller; status follows.
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
 		var msg []string
 		status, alive := "starting", false
 		if idle.Load() {
@@ -56,11 +62,6 @@ func notifyLoop(ctx context.Context, snapshotPath string, idle *atomic.Bool, not
 		}
 		if len(msg) > 0 {
 			notify(strings.Join(msg, "\n"))
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
 		}
 	}
 }
