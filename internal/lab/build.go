@@ -44,6 +44,7 @@ func (l *Lab) build(opts Options) error {
 
 	for k := 1; k <= l.isps; k++ {
 		isp := "isp" + strconv.Itoa(k)
+		l.wireISP(&b, k)
 		up, down := ispUplink(k)
 		b.veth(end{isp, "up0", netip.PrefixFrom(up, 30), false},
 			end{"inet", isp, netip.PrefixFrom(down, 30), false})
@@ -51,7 +52,7 @@ func (l *Lab) build(opts Options) error {
 		b.route("inet", l.ISPSubnet(k), up)
 	}
 	b.addr("inet", "lo", netip.PrefixFrom(serverAddr, 32))
-	l.wireRouter(&b)
+	l.wireLANs(&b)
 	if b.err != nil {
 		return b.err
 	}
@@ -100,13 +101,14 @@ type end struct {
 	bare bool
 }
 
-// wireRouter links the router to every ISP and LAN: the links that
-// ResetRouter makes again in a fresh router namespace.
-func (l *Lab) wireRouter(b *builder) {
-	for k := 1; k <= l.isps; k++ {
-		b.veth(end{"router", "wan" + strconv.Itoa(k), netip.PrefixFrom(l.RouterISPAddr(k), 24), l.bareRouter},
-			end{"isp" + strconv.Itoa(k), "down0", netip.PrefixFrom(l.ISPGateway(k), 24), false})
-	}
+// wireISP links the router to ISP k, and wireLANs to every LAN: the
+// links that ResetRouter makes again in a fresh router namespace.
+func (l *Lab) wireISP(b *builder, k int) {
+	b.veth(end{"router", "wan" + strconv.Itoa(k), netip.PrefixFrom(l.RouterISPAddr(k), 24), l.bareRouter},
+		end{"isp" + strconv.Itoa(k), "down0", netip.PrefixFrom(l.ISPGateway(k), 24), false})
+}
+
+func (l *Lab) wireLANs(b *builder) {
 	for j := 1; j <= l.lans; j++ {
 		lan := "lan" + strconv.Itoa(j)
 		b.veth(end{"router", lan, netip.PrefixFrom(l.RouterLANAddr(j), 24), l.bareRouter},

@@ -95,7 +95,10 @@ func (l *Lab) rewire() error {
 		return fmt.Errorf("bringing up lo in the fresh router namespace: %w", err)
 	}
 	b := builder{l: l, nl: nl}
-	l.wireRouter(&b)
+	for k := 1; k <= l.isps; k++ {
+		l.wireISP(&b, k)
+	}
+	l.wireLANs(&b)
 	if b.err != nil {
 		return fmt.Errorf("wiring the fresh router namespace: %w", b.err)
 	}
