@@ -5,6 +5,7 @@ go 1.26.8
 require (
 	github.com/Wifx/gonetworkmanager/v2 v2.2.0
 	github.com/coreos/go-iptables v0.8.0
+	github.com/coreos/go-systemd/v22 v22.7.0
 	github.com/godbus/dbus/v5 v5.2.4
 	github.com/google/go-cmp v0.7.0
 	github.com/prometheus/client_model v0.6.1

@@ -42,6 +42,8 @@ install_packages() {
 	command -v udevadm >/dev/null || missing+=(udev)
 	# promtool checks the monitor's metrics as Prometheus would.
 	command -v promtool >/dev/null || missing+=(prometheus)
+	# The booted-system tests build a Debian root from the registry.
+	command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
 	if [ ${#missing[@]} -gt 0 ]; then
 		echo "installing: ${missing[*]}"
 		export DEBIAN_FRONTEND=noninteractive

@@ -69,6 +69,9 @@ func runHook(ctx context.Context, env Env, opts core.Options, root string, verbo
 		return 0
 	case len(cfg.ISPs()) == 0:
 		return 0
+	case cfg.HooksOff:
+		log.Debug("hook: hooks=off in the configuration; nothing to do", "source", ev.Source, "event", ev.What)
+		return 0
 	case ev.Device != "" && !configuredDevice(cfg, ev.Device):
 		return 0
 	}

@@ -91,3 +91,41 @@ func TestHookQuiet(t *testing.T) {
 		t.Errorf("an event about an unconfigured device created the run directory (%v)", err)
 	}
 }
+
+// TestHooksOff: with hooks=off a DHCP renewal on a configured uplink
+// leaves no trace (no lease record, no rebuild); with hooks on, the same
+// event is recorded. The stop marker keeps the hook from rebuilding this
+// machine's network either way.
+func TestHooksOff(t *testing.T) {
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "balance.conf")
+	state := filepath.Join(dir, "state")
+	os.MkdirAll(filepath.Join(state, "ispbalance"), 0o755)
+	os.WriteFile(filepath.Join(state, "ispbalance", "stopped"), nil, 0o644)
+	renewal := map[string]string{"reason": "RENEW", "interface": "wan1", "new_routers": "100.64.1.1", "new_ip_address": "100.64.1.2"}
+	record := filepath.Join(dir, "run/ispbalance/leases/wan1")
+	run := func() string {
+		var stderr bytes.Buffer
+		code := Run(context.Background(), Env{
+			Args:   []string{"-c", conf, "--run-dir", filepath.Join(dir, "run"), "--state-dir", state, "--root", dir, "hook", "dhclient"},
+			Stdout: &bytes.Buffer{}, Stderr: &stderr,
+			Getenv: func(k string) string { return renewal[k] },
+		})
+		if code != 0 {
+			t.Fatalf("hook exit %d: %s", code, stderr.String())
+		}
+		return stderr.String()
+	}
+	os.WriteFile(conf, []byte("ISP1 wan1 isp\nLAN lan1 lan\nhooks=off\n"), 0o644)
+	if out := run(); out != "" {
+		t.Errorf("hooks=off: the hook said %q", out)
+	}
+	if _, err := os.Stat(record); !os.IsNotExist(err) {
+		t.Fatalf("hooks=off: the renewal was recorded (%v)", err)
+	}
+	os.WriteFile(conf, []byte("ISP1 wan1 isp\nLAN lan1 lan\nhooks=on\n"), 0o644)
+	run()
+	if _, err := os.Stat(record); err != nil {
+		t.Fatalf("hooks=on: the renewal was not recorded: %v", err)
+	}
+}

@@ -6,15 +6,17 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/coreos/go-systemd/v22/daemon"
 
 	"github.com/ispbalance/ispbalance/internal/config"
 	"github.com/ispbalance/ispbalance/internal/core"
@@ -85,7 +87,9 @@ func runMonitor(ctx context.Context, env Env, opts core.Options, lsmConfig strin
 	defer lock.release()
 	// The monitor's log is its record of verdicts and rebuilds: info level.
 	opts.Log = slog.New(slog.NewTextHandler(env.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	if !waitForISPs(ctx, opts, sigs) {
+	var idle atomic.Bool
+	go notifyLoop(ctx, filepath.Join(opts.RunDir, "monitor.json"), &idle, sdNotify)
+	if !waitForISPs(ctx, opts, sigs, &idle) {
 		return 0
 	}
 	mo, err := core.MonitorOptions(opts, lsmConfig)
@@ -122,8 +126,8 @@ func runMonitor(ctx context.Context, env Env, opts core.Options, lsmConfig strin
 		}
 	}()
 	m := monitor.New(mo, core.MonitorRebuilder(opts))
-	err = m.Run(ctx, ctl, func() { sdNotify("READY=1") })
-	sdNotify("STOPPING=1")
+	err = m.Run(ctx, ctl, func() { sdNotify(daemon.SdNotifyReady) })
+	sdNotify(daemon.SdNotifyStopping)
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "ifup-balance: monitor: %v\n", err)
 		return 1
@@ -137,8 +141,9 @@ func runMonitor(ctx context.Context, env Env, opts core.Options, lsmConfig strin
 // Type=notify service fail and restart in a loop. It returns false when
 // the monitor is stopped while idle. A configuration that does not parse
 // is left to the normal start, which reports it.
-func waitForISPs(ctx context.Context, opts core.Options, sigs <-chan os.Signal) bool {
+func waitForISPs(ctx context.Context, opts core.Options, sigs <-chan os.Signal, idleFlag *atomic.Bool) bool {
 	idle := false
+	defer idleFlag.Store(false)
 	for {
 		cfg, err := config.Load(opts.ConfigPath)
 		switch {
@@ -151,7 +156,8 @@ func waitForISPs(ctx context.Context, opts core.Options, sigs <-chan os.Signal) 
 			return true
 		case !idle:
 			opts.Log.Info("no ISP services in the configuration: idle, changing nothing, until reloaded (SIGHUP)", "config", opts.ConfigPath)
-			sdNotify("READY=1")
+			idleFlag.Store(true)
+			sdNotify(daemon.SdNotifyReady)
 			idle = true
 		}
 		select {
@@ -163,24 +169,6 @@ func waitForISPs(ctx context.Context, opts core.Options, sigs <-chan os.Signal) 
 			}
 		}
 	}
-}
-
-// sdNotify tells systemd about readiness when it started us with
-// Type=notify; elsewhere NOTIFY_SOCKET is unset and this does nothing.
-func sdNotify(state string) {
-	path := os.Getenv("NOTIFY_SOCKET")
-	if path == "" {
-		return
-	}
-	if strings.HasPrefix(path, "@") {
-		path = "\x00" + path[1:]
-	}
-	conn, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: path, Net: "unixgram"})
-	if err != nil {
-		return
-	}
-	defer conn.Close()
-	conn.Write([]byte(state))
 }
 
 // killMonitor is -k: stop the running monitor and wait for it to go.

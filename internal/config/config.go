@@ -118,6 +118,11 @@ type Config struct {
 	// MetricsTextfile is where the monitor writes the same metrics for
 	// node_exporter's textfile collector; empty means nowhere.
 	MetricsTextfile string
+	// HooksOff makes every network-stack hook (ifupdown, dhclient,
+	// dhcpcd, NetworkManager's dispatcher, networkd-dispatcher, Red Hat's
+	// ifup-local) do nothing: hooks=off. The monitor still follows links
+	// and leases over netlink.
+	HooksOff bool
 	// MonitorOptions are passed to the link monitor.
 	MonitorOptions []Option
 }
@@ -422,6 +427,16 @@ func Parse(name string, r io.Reader) (*Config, error) {
 					return nil, fail("sticky_timeout %q is not a whole number of seconds from 1 to %d", value, MaxStickyTimeout)
 				}
 				c.StickyTimeout = n
+			case "hooks":
+				if prev, dup := seenSetting[key]; dup {
+					return nil, fail("hooks is set again (first at line %d)", prev)
+				}
+				seenSetting[key] = lineNo
+				b, err := parseBool(value)
+				if err != nil {
+					return nil, fail("hooks: %v", err)
+				}
+				c.HooksOff = !b
 			case "last_resort":
 				if prev, dup := seenSetting[key]; dup {
 					return nil, fail("last_resort is set again (first at line %d)", prev)

@@ -250,3 +250,29 @@ func TestSticky(t *testing.T) {
 		t.Errorf("defaults: sticky %q timeout %d, want connection and %d", c.Sticky, c.StickyTimeout, DefaultStickyTimeout)
 	}
 }
+
+func TestHooksSetting(t *testing.T) {
+	for _, c := range []struct {
+		text string
+		off  bool
+		err  string
+	}{
+		{"ISP1 eth0 isp\n", false, ""},
+		{"ISP1 eth0 isp\nhooks=off\n", true, ""},
+		{"ISP1 eth0 isp\nhooks=on\n", false, ""},
+		{"ISP1 eth0 isp\nhooks=maybe\n", false, "balance.conf:2: hooks"},
+		{"ISP1 eth0 isp\nhooks=off\nhooks=on\n", false, "balance.conf:3: hooks is set again (first at line 2)"},
+	} {
+		cfg, err := Parse("balance.conf", strings.NewReader(c.text))
+		switch {
+		case c.err != "":
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%q: error %v, want %q", c.text, err, c.err)
+			}
+		case err != nil:
+			t.Errorf("%q: %v", c.text, err)
+		case cfg.HooksOff != c.off:
+			t.Errorf("%q: HooksOff %v, want %v", c.text, cfg.HooksOff, c.off)
+		}
+	}
+}

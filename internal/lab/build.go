@@ -44,22 +44,15 @@ func (l *Lab) build(opts Options) error {
 
 	for k := 1; k <= l.isps; k++ {
 		isp := "isp" + strconv.Itoa(k)
-		wan := "wan" + strconv.Itoa(k)
-		b.veth(end{"router", wan, netip.PrefixFrom(l.RouterISPAddr(k), 24)},
-			end{isp, "down0", netip.PrefixFrom(l.ISPGateway(k), 24)})
+		l.wireISP(&b, k)
 		up, down := ispUplink(k)
-		b.veth(end{isp, "up0", netip.PrefixFrom(up, 30)},
-			end{"inet", isp, netip.PrefixFrom(down, 30)})
+		b.veth(end{isp, "up0", netip.PrefixFrom(up, 30), false},
+			end{"inet", isp, netip.PrefixFrom(down, 30), false})
 		b.route(isp, netip.MustParsePrefix("203.0.113.0/24"), down)
 		b.route("inet", l.ISPSubnet(k), up)
 	}
 	b.addr("inet", "lo", netip.PrefixFrom(serverAddr, 32))
-	for j := 1; j <= l.lans; j++ {
-		lan := "lan" + strconv.Itoa(j)
-		b.veth(end{"router", lan, netip.PrefixFrom(l.RouterLANAddr(j), 24)},
-			end{lan, "eth0", netip.PrefixFrom(l.LANHost(j), 24)})
-		b.route(lan, netip.MustParsePrefix("0.0.0.0/0"), l.RouterLANAddr(j))
-	}
+	l.wireLANs(&b)
 	if b.err != nil {
 		return b.err
 	}
@@ -70,7 +63,7 @@ func (l *Lab) build(opts Options) error {
 	}
 
 	forwarders := make([]string, 0, l.isps+1)
-	if !opts.NoForwarding {
+	if l.routerForwards() {
 		forwarders = append(forwarders, "router")
 	}
 	for k := 1; k <= l.isps; k++ {
@@ -103,6 +96,25 @@ type end struct {
 	ns   string
 	name string
 	addr netip.Prefix
+	// bare leaves the end without an address and down, for the router's
+	// own system to configure.
+	bare bool
+}
+
+// wireISP links the router to ISP k, and wireLANs to every LAN: the
+// links that ResetRouter makes again in a fresh router namespace.
+func (l *Lab) wireISP(b *builder, k int) {
+	b.veth(end{"router", "wan" + strconv.Itoa(k), netip.PrefixFrom(l.RouterISPAddr(k), 24), l.bareRouter},
+		end{"isp" + strconv.Itoa(k), "down0", netip.PrefixFrom(l.ISPGateway(k), 24), false})
+}
+
+func (l *Lab) wireLANs(b *builder) {
+	for j := 1; j <= l.lans; j++ {
+		lan := "lan" + strconv.Itoa(j)
+		b.veth(end{"router", lan, netip.PrefixFrom(l.RouterLANAddr(j), 24), l.bareRouter},
+			end{lan, "eth0", netip.PrefixFrom(l.LANHost(j), 24), false})
+		b.route(lan, netip.MustParsePrefix("0.0.0.0/0"), l.RouterLANAddr(j))
+	}
 }
 
 // builder remembers the first error so that the wiring reads as a list of
@@ -131,6 +143,9 @@ func (b *builder) veth(a, z end) {
 		return
 	}
 	for _, e := range []end{a, z} {
+		if e.bare {
+			continue
+		}
 		b.addr(e.ns, e.name, e.addr)
 		b.up(e.ns, e.name)
 	}

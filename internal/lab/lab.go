@@ -45,6 +45,11 @@ type Options struct {
 	// testing software that has to switch it on itself. ISPs always
 	// forward.
 	NoForwarding bool
+	// BareRouter leaves the router's ends of its links without addresses
+	// and down, and forwarding off, as a freshly booted kernel has them:
+	// for a router whose own system (ifupdown, NetworkManager, networkd)
+	// configures them. The ISP, LAN and internet sides are built as usual.
+	BareRouter bool
 }
 
 func (o Options) normalise() (Options, error) {
@@ -74,6 +79,10 @@ type Lab struct {
 	prefix string
 	isps   int
 	lans   int
+	// bareRouter and noForwarding are the Options of the same names,
+	// kept for ResetRouter.
+	bareRouter   bool
+	noForwarding bool
 
 	mu     sync.Mutex
 	closed bool
@@ -105,11 +114,13 @@ func New(opts Options) (*Lab, error) {
 		return nil, fmt.Errorf("choosing a lab name: %w", err)
 	}
 	l := &Lab{
-		prefix:   opts.Prefix + "-" + hex.EncodeToString(suffix[:]),
-		isps:     opts.ISPs,
-		lans:     opts.LANs,
-		handles:  make(map[string]netns.NsHandle),
-		stoppers: make(map[int]func()),
+		prefix:       opts.Prefix + "-" + hex.EncodeToString(suffix[:]),
+		isps:         opts.ISPs,
+		lans:         opts.LANs,
+		bareRouter:   opts.BareRouter,
+		noForwarding: opts.NoForwarding,
+		handles:      make(map[string]netns.NsHandle),
+		stoppers:     make(map[int]func()),
 	}
 	if err := l.build(opts); err != nil {
 		if cerr := l.Close(); cerr != nil {

@@ -539,3 +539,54 @@ func BenchmarkNew(b *testing.B) {
 		})
 	}
 }
+
+// TestResetRouter: a bare router has its links down and unaddressed; what
+// its system configured (an address, a route, a rule, a firewall rule,
+// forwarding) is gone after ResetRouter, and the links are back, bare;
+// configured again, the router reaches the ISP.
+func TestResetRouter(t *testing.T) {
+	l := newLab(t, Options{Prefix: "lreset", ISPs: 2, BareRouter: true})
+	addrs := func() string { return mustExec(t, l, "router", "ip", "-br", "-4", "addr") }
+	if a := addrs(); strings.Contains(a, "100.64.") || strings.Contains(a, "192.168.") {
+		t.Fatalf("a bare router has addresses:\n%s", a)
+	}
+	if fwd := mustExec(t, l, "router", "sysctl", "-n", "net.ipv4.ip_forward"); strings.TrimSpace(fwd) != "0" {
+		t.Fatalf("a bare router forwards: %s", fwd)
+	}
+	configure := func() {
+		mustExec(t, l, "router", "ip", "addr", "add", "100.64.1.2/24", "dev", "wan1")
+		mustExec(t, l, "router", "ip", "link", "set", "wan1", "up")
+	}
+	configure()
+	mustExec(t, l, "router", "ip", "rule", "add", "pref", "100", "table", "100")
+	mustExec(t, l, "router", "iptables", "-w", "-A", "INPUT", "-j", "ACCEPT")
+	mustExec(t, l, "router", "sysctl", "-qw", "net.ipv4.ip_forward=1")
+	if out, err := l.Exec("router", "ping", "-c1", "-W2", l.ISPGateway(1).String()); err != nil {
+		t.Fatalf("the configured router cannot reach ISP 1: %v\n%s", err, out)
+	}
+	if err := l.ResetRouter(); err != nil {
+		t.Fatal(err)
+	}
+	if a := addrs(); strings.Contains(a, "100.64.") {
+		t.Errorf("after the reset the router has addresses:\n%s", a)
+	}
+	if rules := mustExec(t, l, "router", "ip", "rule"); strings.Contains(rules, "lookup 100") {
+		t.Errorf("after the reset the router has its old rule:\n%s", rules)
+	}
+	if fw := mustExec(t, l, "router", "iptables-save"); strings.Contains(fw, "-A INPUT") {
+		t.Errorf("after the reset the router has its old firewall:\n%s", fw)
+	}
+	if fwd := mustExec(t, l, "router", "sysctl", "-n", "net.ipv4.ip_forward"); strings.TrimSpace(fwd) != "0" {
+		t.Errorf("after the reset the router forwards: %s", fwd)
+	}
+	for _, dev := range []string{"wan1", "wan2", "lan1"} {
+		mustExec(t, l, "router", "ip", "link", "show", dev)
+	}
+	configure()
+	if out, err := l.Exec("router", "ping", "-c1", "-W2", l.ISPGateway(1).String()); err != nil {
+		t.Fatalf("after the reset the configured router cannot reach ISP 1: %v\n%s", err, out)
+	}
+	if out, err := l.Exec("lan1", "ip", "route", "show", "default"); err != nil || !strings.Contains(string(out), "192.168.1.1") {
+		t.Errorf("after the reset the LAN host has no default route: %v\n%s", err, out)
+	}
+}

@@ -120,6 +120,27 @@ func (d Decider) decide(cur LinkState, st Stats, now time.Time) (LinkState, Even
 	if now.Sub(next.GoodSince) < next.Hold {
 		return next, Event{}, false
 	}
+	next, ev := d.up(cur, next, st, now)
+	return next, ev, true
+}
+
+// Trust brings a link that is not up up at once, hold or no hold, with
+// the event and scripts of an ordinary up transition: for new evidence
+// that the link works which the window of past probes does not show,
+// such as a reply from a gateway the link has just been given (a DHCP
+// renewal moving it), when the window still remembers the losses of the
+// dead old one. lsm has no such rule.
+func (d Decider) Trust(cur LinkState, w *Window, now time.Time) (LinkState, Event, bool) {
+	if cur.State == Up {
+		return cur, Event{}, false
+	}
+	next, ev := d.up(cur, cur, w.Stats(now), now)
+	return next, ev, true
+}
+
+// up is the transition of cur (already updated into next) to up.
+func (d Decider) up(cur, next LinkState, st Stats, now time.Time) (LinkState, Event) {
+	s := d.s
 	next.State, next.GoodSince, next.Hold = Up, time.Time{}, 0
 	next.Flaps.UpAt = now
 	ev := d.event(Up, cur.State, st, now)
@@ -131,7 +152,7 @@ func (d Decider) decide(cur LinkState, st Stats, now time.Time) (LinkState, Even
 		notify = ""
 	}
 	ev.Scripts = append(ev.Scripts, d.scripts(s.EventScript, notify, s.WarnEmail)...)
-	return next, ev, true
+	return next, ev
 }
 
 func (d Decider) upRule(st Stats) bool {

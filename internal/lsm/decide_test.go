@@ -279,3 +279,35 @@ func TestDecideGroup(t *testing.T) {
 		})
 	}
 }
+
+// TestTrust: new evidence brings a down, long_down or unknown link up at
+// once, past a damping hold and a window full of losses, with the scripts
+// of an ordinary up transition; an up link is left alone.
+func TestTrust(t *testing.T) {
+	s := testSettings()
+	d := NewDecider(s)
+	now := t0.Add(time.Hour)
+	w := NewWindow(s.Window, s.Timeout)
+	for i := range 20 {
+		w.Send(now.Add(time.Duration(i-40) * time.Second)) // all lost
+	}
+	held := LinkState{State: Down, DownAt: now.Add(-time.Minute), Hold: 40 * time.Second, Flaps: Flaps{Streak: 3}}
+	if _, _, ok := d.Decide(held, w, now); ok {
+		t.Fatal("the window of losses alone brings the link up: the test proves nothing")
+	}
+	next, ev, ok := d.Trust(held, w, now)
+	if !ok || next.State != Up || next.Hold != 0 || !next.Flaps.UpAt.Equal(now) || next.Flaps.Streak != 3 {
+		t.Fatalf("Trust of a held down link: %+v, %v", next, ok)
+	}
+	want := []Script{{Path: "/ev", Queue: "q", Email: "root"}, {Path: "/notify", Email: "root"}}
+	if diff := cmp.Diff(want, ev.Scripts); diff != "" || ev.State != Up || ev.Prev != Down {
+		t.Errorf("Trust's event %v from %v, scripts (-want +got):\n%s", ev.State, ev.Prev, diff)
+	}
+	long, ev, ok := d.Trust(LinkState{State: LongDown, DownAt: now.Add(-time.Hour)}, w, now)
+	if !ok || long.State != Up || len(ev.Scripts) != 4 {
+		t.Errorf("Trust of a long_down link: %+v, scripts %v", long, ev.Scripts)
+	}
+	if _, _, ok := d.Trust(LinkState{State: Up}, w, now); ok {
+		t.Error("Trust of an up link made a transition")
+	}
+}

@@ -382,3 +382,50 @@ func TestLoopReloadRebuilds(t *testing.T) {
 	r.net.setAlive(src2, false)
 	r.journal.waitFor(t, "a verdict after the reload", func(e []string) bool { return index(e, "rebuild verdict on [ISP2 down]") >= 0 })
 }
+
+// TestLoopTrustsANewGateway: an ISP judged down while its gateway was
+// dead comes back as soon as the new gateway a renewal gave it answers,
+// not through the ordinary up rule, which would first wait for the old
+// losses to leave the window; a new gateway that does not answer is not
+// trusted.
+func TestLoopTrustsANewGateway(t *testing.T) {
+	var mu sync.Mutex
+	gw1 := netip.MustParseAddr("100.64.1.1")
+	r := startLoop(t, func(r *loopRig) {
+		r.rebuild = func(reason string) (Facts, error) {
+			f := r.facts()
+			mu.Lock()
+			f.Targets[0].Gateway = gw1
+			mu.Unlock()
+			r.journal.add("rebuild %s: routing ISP1=%v gateway %s", reason, f.Targets[0].Routing, f.Targets[0].Gateway)
+			return f, nil
+		}
+	})
+	r.journal.waitFor(t, "ISP1 up", func(e []string) bool { return index(e, "rebuild verdict on [ISP1 up") >= 0 })
+	r.net.setAlive(src1, false)
+	r.journal.waitFor(t, "ISP1 down", func(e []string) bool { return index(e, "rebuild verdict on [ISP1 down]") >= 0 })
+
+	// A new gateway that is dead too: no trust.
+	mu.Lock()
+	gw1 = netip.MustParseAddr("100.64.1.253")
+	mu.Unlock()
+	r.ctl.Rebuild <- "renewal to a dead gateway"
+	r.journal.waitFor(t, "the renewal's rebuild", func(e []string) bool { return index(e, "rebuild renewal to a dead gateway") >= 0 })
+	time.Sleep(100 * time.Millisecond) // ten rounds of probes
+	if e := r.journal.all(); index(e, "rebuild verdict on [ISP1 up]") >= 0 {
+		t.Fatalf("a new gateway that never answered was trusted:\n%s", strings.Join(e, "\n"))
+	}
+
+	// The ISP's new router answers: the next renewal brings it back.
+	mu.Lock()
+	gw1 = netip.MustParseAddr("100.64.1.254")
+	mu.Unlock()
+	r.net.setAlive(src1, true)
+	r.ctl.Rebuild <- "renewal"
+	r.journal.waitFor(t, "ISP1 back", func(e []string) bool { return index(e, "rebuild verdict on [ISP1 up]") >= 0 })
+	e := r.journal.all()
+	up := index(e, "rebuild verdict on [ISP1 up]")
+	if !strings.Contains(e[up], "its new gateway answered") || !strings.Contains(e[up], "routing ISP1=true gateway 100.64.1.254") {
+		t.Fatalf("ISP1 came back otherwise than by trusting its new gateway:\n%s", strings.Join(e, "\n"))
+	}
+}

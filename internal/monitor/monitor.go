@@ -182,7 +182,20 @@ type link struct {
 	counts   linkCounts
 	// pending maps an echo sequence number to the window's.
 	pending map[int]int
+	// burst counts the probes still to send at burstSpacing after the
+	// link was given a new gateway; until trustUntil, a reply to one of
+	// them brings the link up at once (see newGateway).
+	burst      int
+	trustUntil time.Time
 }
+
+// A new gateway is probed burstProbes times burstSpacing apart, and
+// trusted on a reply within trustFor.
+const (
+	burstProbes  = 5
+	burstSpacing = 50 * time.Millisecond
+	trustFor     = 3 * time.Second
+)
 
 type reply struct {
 	service string
@@ -428,7 +441,9 @@ func (m *Monitor) Run(ctx context.Context, ctl Control, ready func()) error {
 			}
 			timer.Reset(m.nextWake(nextStatus).Sub(time.Now()))
 		case rp := <-m.replies:
-			m.recordReply(rp)
+			if name := m.recordReply(rp); name != "" {
+				requestRebuild(rebuildVerdict, fmt.Sprintf("verdict on [%s up] (its new gateway answered)", name))
+			}
 		case reason := <-nlEvents:
 			requestRebuild(rebuildKernel, reason)
 		case <-retry.C:
@@ -579,6 +594,9 @@ func (m *Monitor) setFacts(f Facts) {
 		}
 		old := l.target
 		l.target = t
+		if t.Gateway.IsValid() && old.Gateway != t.Gateway && old.Service != "" {
+			m.newGateway(l, old.Gateway, time.Now())
+		}
 		if l.conn != nil && (!t.Present || old.Src != t.Src || old.Mark != t.Mark) {
 			l.conn.Close()
 			l.conn = nil
@@ -628,6 +646,25 @@ func (m *Monitor) hasISP(isp string) bool {
 	return false
 }
 
+// newGateway treats a gateway the link has just been given (a DHCP
+// renewal or a redial moving it, or the first lease) as new evidence: the
+// window's losses were the old gateway's, so it starts afresh, a burst of
+// probes goes out at once, and the first reply brings a link that is not
+// up up without waiting for the ordinary up rule (lsm.Decider.Trust),
+// which would take seconds of a clean window.
+func (m *Monitor) newGateway(l *link, old netip.Addr, now time.Time) {
+	m.log.Info("isp has a new gateway: probing it at once", "isp", l.target.Service, "old", old, "new", l.target.Gateway)
+	l.window = lsm.NewWindow(l.settings.Window, l.settings.Timeout)
+	l.pending = map[int]int{}
+	l.results = map[netip.Addr]*targetResult{}
+	// Probing the old gateway (the fallback while no configured target
+	// resolves) must not outlive it.
+	l.dsts, l.resolved = nil, time.Time{}
+	l.nextDue = now
+	l.burst = burstProbes
+	l.trustUntil = now.Add(trustFor)
+}
+
 func samePing(a, b Target) bool {
 	if a.Gateway != b.Gateway || len(a.Ping) != len(b.Ping) {
 		return false
@@ -662,14 +699,16 @@ func (m *Monitor) receive(service string, conn ProbeConn) {
 	}
 }
 
-func (m *Monitor) recordReply(rp reply) {
+// recordReply counts a probe's reply; it returns the service when the
+// reply brought its link up (a new gateway answering).
+func (m *Monitor) recordReply(rp reply) string {
 	l := m.links[rp.service]
 	if l == nil || l.conn != rp.conn {
-		return // a reply to a socket that has since been replaced
+		return "" // a reply to a socket that has since been replaced
 	}
 	res := l.results[rp.r.From]
 	if res == nil || res.LastSeq != rp.r.Seq {
-		return
+		return ""
 	}
 	if !res.Replied {
 		res.Replied = true
@@ -681,6 +720,23 @@ func (m *Monitor) recordReply(rp reply) {
 		l.window.Reply(seq, rp.r.At)
 		delete(l.pending, rp.r.Seq)
 	}
+	if l.trustUntil.IsZero() {
+		return ""
+	}
+	trusted := rp.r.At.Before(l.trustUntil)
+	l.trustUntil = time.Time{}
+	if !trusted {
+		return ""
+	}
+	next, ev, ok := l.decider.Trust(l.state, l.window, rp.r.At)
+	l.state = next
+	if !ok {
+		return ""
+	}
+	l.since = rp.r.At
+	m.fillEvent(l, &ev)
+	m.transition(rp.service, l, ev)
+	return rp.service
 }
 
 // resolve turns the configured targets into addresses of the link's
@@ -769,6 +825,10 @@ func (m *Monitor) probeDue(ctx context.Context, now time.Time) []string {
 			continue
 		}
 		l.nextDue = now.Add(l.settings.Interval)
+		if l.burst > 0 {
+			l.burst--
+			l.nextDue = now.Add(min(burstSpacing, l.settings.Interval))
+		}
 		// A link without a socket (device gone, no address) still counts
 		// its rounds, all lost, as lsm does: it goes down and its scripts
 		// run, instead of looking healthy forever.
@@ -822,6 +882,17 @@ func (m *Monitor) decide(name string, l *link, now time.Time, changed *[]string)
 		return
 	}
 	l.since = now
+	m.fillEvent(l, &ev)
+	m.transition(name, l, ev)
+	if ev.State == lsm.Down && l.state.Hold > 0 {
+		m.log.Warn("isp held down: it keeps failing, so its probes must answer for longer before it is used again",
+			"isp", name, "hold", l.state.Hold, "failures_in_a_row", l.state.Flaps.Streak)
+	}
+	*changed = append(*changed, name+" "+ev.State.String())
+}
+
+// fillEvent adds what only the monitor knows to a link's event.
+func (m *Monitor) fillEvent(l *link, ev *lsm.Event) {
 	if l.target.Src.IsValid() {
 		ev.SrcIP = l.target.Src.String()
 	}
@@ -829,12 +900,6 @@ func (m *Monitor) decide(name string, l *link, now time.Time, changed *[]string)
 	if len(l.dsts) > 0 {
 		ev.CheckIP = l.dsts[0].String()
 	}
-	m.transition(name, l, ev)
-	if ev.State == lsm.Down && l.state.Hold > 0 {
-		m.log.Warn("isp held down: it keeps failing, so its probes must answer for longer before it is used again",
-			"isp", name, "hold", l.state.Hold, "failures_in_a_row", l.state.Flaps.Streak)
-	}
-	*changed = append(*changed, name+" "+ev.State.String())
 }
 
 // flush deletes the tracked connections of ISPs that went down, except

@@ -3,11 +3,16 @@ package monitor
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
+	"net/smtp"
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/ispbalance/ispbalance/internal/lsm"
@@ -118,29 +123,101 @@ func (m *Monitor) runScript(c lsm.Command, family string) {
 // FamilyEnv tells an event script which family of the ISP changed.
 const FamilyEnv = "ISPBALANCE_FAMILY"
 
-// mailers are tried in order; a router without one simply sends no mail.
+// mailers are tried in order, when no mail transport listens on
+// localSMTP; a router without either simply sends no mail.
 var mailers = []string{"/usr/sbin/sendmail", "/usr/lib/sendmail"}
+
+// localSMTP is where a local mail transport agent (exim4, postfix) listens
+// by default. Handing the mail over by SMTP keeps the service's sandbox
+// intact: their sendmail programs need setuid or setgid and capabilities
+// the unit does not grant (exim's fails with "setgroups() failed:
+// Operation not permitted"). A variable so tests can point it elsewhere.
+var localSMTP = "127.0.0.1:25"
 
 func (m *Monitor) mail(to string, ev lsm.Event, family string) {
 	name := ev.Name
 	if family == "ipv6" {
 		name += "'s IPv6"
 	}
+	host, _ := os.Hostname()
+	body := fmt.Sprintf("Subject: ispbalance: %s is %s on %s\n\n%s went from %s to %s at %s (device %s, probe target %s).\n",
+		name, ev.State, host, name, ev.Prev, ev.State, ev.Time.Format("2006-01-02 15:04:05 MST"), ev.Device, ev.CheckIP)
+	ctx, cancel := context.WithTimeout(m.scriptCtx, m.opts.ScriptTimeout)
+	defer cancel()
+	err := sendSMTP(ctx, localSMTP, host, to, body)
+	if err == nil {
+		return
+	}
+	if !errors.Is(err, syscall.ECONNREFUSED) {
+		m.log.Warn("sending warning mail to the local mail transport", "to", to, "addr", localSMTP, "err", err)
+	}
 	for _, path := range mailers {
 		if _, err := os.Stat(path); err != nil {
 			continue
 		}
-		ctx, cancel := context.WithTimeout(m.scriptCtx, m.opts.ScriptTimeout)
-		defer cancel()
 		cmd := exec.CommandContext(ctx, path, "-t")
-		host, _ := os.Hostname()
-		cmd.Stdin = strings.NewReader(fmt.Sprintf("To: %s\nSubject: ispbalance: %s is %s on %s\n\n%s went from %s to %s at %s (device %s, probe target %s).\n",
-			to, name, ev.State, host, name, ev.Prev, ev.State, ev.Time.Format("2006-01-02 15:04:05 MST"), ev.Device, ev.CheckIP))
-		if err := cmd.Run(); err != nil {
-			m.log.Warn("sending warning mail", "to", to, "err", err)
+		cmd.Stdin = strings.NewReader("To: " + to + "\n" + body)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			m.log.Warn("sending warning mail", "to", to, "mailer", path, "err", err, "output", strings.TrimSpace(string(out)))
 		}
 		return
 	}
+}
+
+// sendSMTP hands a mail to the transport at addr. Addresses without a
+// domain are local users: @localhost, which local transports accept from
+// the local host where they refuse unqualified ones.
+func sendSMTP(ctx context.Context, addr, host, to, body string) error {
+	var rcpts []string
+	for _, a := range strings.FieldsFunc(to, func(r rune) bool { return r == ',' || r == ' ' }) {
+		if !strings.Contains(a, "@") {
+			a += "@localhost"
+		}
+		rcpts = append(rcpts, a)
+	}
+	if len(rcpts) == 0 {
+		return fmt.Errorf("mailing %q: no address", to)
+	}
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if deadline, ok := ctx.Deadline(); ok {
+		conn.SetDeadline(deadline)
+	}
+	c, err := smtp.NewClient(conn, "localhost")
+	if err != nil {
+		return fmt.Errorf("greeting %s: %w", addr, err)
+	}
+	defer c.Close()
+	if host == "" {
+		host = "localhost"
+	}
+	if err := c.Hello(host); err != nil {
+		return fmt.Errorf("saying hello to %s: %w", addr, err)
+	}
+	if err := c.Mail("root@localhost"); err != nil {
+		return fmt.Errorf("giving %s the sender: %w", addr, err)
+	}
+	for _, r := range rcpts {
+		if err := c.Rcpt(r); err != nil {
+			return fmt.Errorf("giving %s the recipient %s: %w", addr, r, err)
+		}
+	}
+	w, err := c.Data()
+	if err != nil {
+		return fmt.Errorf("sending the mail to %s: %w", addr, err)
+	}
+	msg := "From: ispbalance <root@localhost>\r\nTo: " + strings.Join(rcpts, ", ") + "\r\n" + strings.ReplaceAll(body, "\n", "\r\n")
+	if _, err := io.WriteString(w, msg); err != nil {
+		return fmt.Errorf("sending the mail to %s: %w", addr, err)
+	}
+	if err := w.Close(); err != nil {
+		return fmt.Errorf("sending the mail to %s: %w", addr, err)
+	}
+	return c.Quit()
 }
 
 // RunEventScripts runs the executables of scriptDir/<state>.d with args,

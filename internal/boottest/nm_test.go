@@ -1,0 +1,165 @@
+package boottest
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// nmFiles configure the router with NetworkManager keyfiles: wan1 by
+// DHCP, wan2 and the LAN static. ifupdown's networking.service stays off
+// (useNetworkManager).
+var nmFiles = map[string]string{
+	"/etc/hostname":                       "router\n",
+	"/etc/resolv.conf":                    "nameserver 127.0.0.1\n",
+	"/etc/hosts":                          "127.0.0.1 localhost\n127.0.1.1 router\n",
+	"/etc/NetworkManager/conf.d/lab.conf": "[main]\ndns=none\nno-auto-default=*\n",
+	// NetworkManager leaves veth devices to container managers; the lab's
+	// uplinks are veths, a real router's are network cards.
+	"/etc/udev/rules.d/85-nm-unmanaged.rules": "",
+	// Run after every other dispatcher script: says they are done.
+	"/etc/NetworkManager/dispatcher.d/99-test-marker!x": "#!/bin/sh\nlogger -t dispatch-marker \"$1 $2\"\n",
+	"/etc/NetworkManager/system-connections/isp1.nmconnection": `[connection]
+id=isp1
+type=ethernet
+interface-name=wan1
+[ethernet]
+cloned-mac-address=02:00:00:00:01:02
+[ipv4]
+method=auto
+[ipv6]
+method=disabled
+`,
+	"/etc/NetworkManager/system-connections/isp2.nmconnection": `[connection]
+id=isp2
+type=ethernet
+interface-name=wan2
+[ipv4]
+method=manual
+address1=100.64.2.2/24
+[ipv6]
+method=disabled
+`,
+	"/etc/NetworkManager/system-connections/lan.nmconnection": `[connection]
+id=lan
+type=ethernet
+interface-name=lan1
+[ipv4]
+method=manual
+address1=192.168.1.1/24
+[ipv6]
+method=disabled
+`,
+}
+
+// useNetworkManager masks ifupdown's networking.service; NetworkManager
+// is enabled in the image. Keyfiles must be root's and private.
+func (r *router) useNetworkManager() {
+	r.t.Helper()
+	p := r.sys.Path("/etc/systemd/system/networking.service")
+	os.Remove(p)
+	r.mustHost("mkdir", "-p", filepath.Dir(p))
+	r.mustHost("ln", "-s", "/dev/null", p)
+	for name := range nmFiles {
+		if strings.HasSuffix(name, ".nmconnection") {
+			r.mustHost("chmod", "600", r.sys.Path(name))
+		}
+	}
+}
+
+// TestNetworkManager is issue step 7, in part: NetworkManager brings the
+// uplinks up at boot; the service balances, follows a renewal that moves
+// the gateway (NetworkManager dispatches no event for it: the monitor's
+// netlink watch catches it), and NetworkManager's reapply, reconnect and
+// `nmcli networking off/on` end balanced again.
+func TestNetworkManager(t *testing.T) {
+	r := newRouter(t, "bootnm", 2, nmFiles)
+	r.useNetworkManager()
+	dhcp := r.startDHCP("100.64.1.1")
+	r.boot()
+	r.install(artefacts.deb)
+	if err := r.sys.WriteFile("/etc/network/balance.conf", []byte(balanceConf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	start := r.reboot()
+	waitFor(t, "both ISPs up and routing after the reboot", 30*time.Second, func() bool { return r.balanced("ISP1", "ISP2") })
+	t.Logf("NetworkManager: boot to balanced %v", time.Since(start).Round(time.Millisecond))
+	if c := r.shares(40); c[0] > 0 || c[1] < 8 || c[2] < 8 {
+		t.Fatalf("40 LAN connections by weight 1:1 went %v (0: failed)", c)
+	}
+	r.followGatewayMove(&dhcp, "100.64.1.1", "100.64.1.254")
+
+	// A reapply keeps wan1's address: NetworkManager may delete nothing
+	// of ispbalance's but, at most, ISP 1's while it re-runs DHCP.
+	deleted := r.watchDeletions()
+	r.sh("nmcli", "device", "reapply", "wan1")
+	d := waitFor(t, "balanced after the reapply", 30*time.Second, func() bool { return r.balanced("ISP1", "ISP2") })
+	t.Logf("NetworkManager: nmcli device reapply wan1 to balanced %v", d.Round(time.Millisecond))
+	for _, l := range strings.Split(deleted(), "\n") {
+		if l != "" && !strings.Contains(l, "4201") {
+			t.Errorf("the reapply of wan1 deleted more than ISP 1's: %s", l)
+		}
+	}
+
+	for _, step := range [][]string{
+		{"nmcli", "connection", "up", "isp2"},
+		{"nmcli", "networking", "off"},
+	} {
+		r.sh(step...)
+		if step[1] == "networking" {
+			waitFor(t, "no ISP routing with networking off", 15*time.Second, func() bool { return r.balanced() })
+			r.sh("nmcli", "networking", "on")
+		}
+		d = waitFor(t, "balanced after "+strings.Join(step, " "), 30*time.Second, func() bool { return r.balanced("ISP1", "ISP2") })
+		t.Logf("NetworkManager: %s to balanced %v", strings.Join(step, " "), d.Round(time.Millisecond))
+	}
+
+	// Step 11: hooks=off turns off every hook, the ifupdown hook that
+	// NetworkManager's 01-ifupdown runs included. A marker script the
+	// dispatcher runs after both says when they are done with an event;
+	// hooks=on, the same reconnect is reported (the control).
+	cursor := func() string {
+		out := r.sh("journalctl", "-n", "1", "--show-cursor", "--no-pager", "-o", "cat")
+		for _, l := range strings.Split(out, "\n") {
+			if c, ok := strings.CutPrefix(l, "-- cursor: "); ok {
+				return c
+			}
+		}
+		t.Fatalf("no journal cursor in %q", out)
+		return ""
+	}
+	lines := func(after, tag, prefix string) []string {
+		out, _ := r.try("journalctl", "--no-pager", "-o", "cat", "-t", tag, "--after-cursor", after)
+		var keep []string
+		for _, l := range strings.Split(out, "\n") {
+			if strings.HasPrefix(l, prefix) {
+				keep = append(keep, l)
+			}
+		}
+		return keep
+	}
+	reconnect := func() string {
+		c := cursor()
+		r.sh("nmcli", "connection", "up", "isp2")
+		waitFor(t, "the dispatcher done with wan2's reconnect", 20*time.Second, func() bool { return len(lines(c, "dispatch-marker", "wan2 up")) > 0 })
+		return c
+	}
+	reconnect() // earlier events dispatched
+	for _, setting := range []string{"hooks=off", "hooks=on"} {
+		if err := r.sys.WriteFile("/etc/network/balance.conf", []byte(balanceConf+setting+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r.sh("systemctl", "reload", "ispbalance")
+		got := lines(reconnect(), "ispbalance", "hook:")
+		switch {
+		case setting == "hooks=off" && len(got) > 0:
+			t.Errorf("with hooks=off a hook still acted:\n%s", strings.Join(got, "\n"))
+		case setting == "hooks=on" && len(got) == 0:
+			t.Errorf("with hooks=on no hook reported the reconnect: the check proves nothing")
+		case setting == "hooks=on":
+			t.Logf("step 11: hooks=on, a reconnect of wan2 is reported by %d hook runs; hooks=off, by none", len(got))
+		}
+	}
+}
