@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ispbalance/ispbalance/internal/lab"
 )
 
 // ifupdownFiles configure the booted router as an administrator of a
@@ -50,7 +52,7 @@ func TestIfupdown(t *testing.T) {
 	dhcp := r.startDHCP("100.64.1.1")
 	took := r.boot()
 	t.Logf("first boot, without ispbalance: systemd running after %v; slowest units:\n%s", took.Round(time.Millisecond), r.sh("sh", "-c", "systemd-analyze blame | head -5"))
-	waitFor(t, "wan1's lease", 20*time.Second, func() bool {
+	lab.WaitFor(t, "wan1's lease", 20*time.Second, func() bool {
 		out, _ := r.try("ip", "-4", "route", "show", "default", "dev", "wan1")
 		return strings.Contains(out, "via 100.64.1.1")
 	})
@@ -72,7 +74,7 @@ func TestIfupdown(t *testing.T) {
 
 	// Step 1: after a reboot the service balances, by itself.
 	start := r.reboot()
-	d := waitFor(t, "both ISPs up and routing after the reboot", 30*time.Second, func() bool { return r.balanced("ISP1", "ISP2") })
+	d := lab.WaitFor(t, "both ISPs up and routing after the reboot", 30*time.Second, func() bool { return r.balanced("ISP1", "ISP2") })
 	t.Logf("step 1: boot to balanced %v", (time.Since(start)).Round(time.Millisecond))
 	_ = d
 	if out, _ := r.try("systemctl", "is-active", "ispbalance"); strings.TrimSpace(out) != "active" {
@@ -88,25 +90,25 @@ func TestIfupdown(t *testing.T) {
 	r.followGatewayMove(&dhcp, "100.64.1.254", "100.64.1.1")
 
 	r.sh("ifdown", "wan1")
-	waitFor(t, "ISP1 out after ifdown wan1", 10*time.Second, func() bool { return r.balanced("ISP2") })
+	lab.WaitFor(t, "ISP1 out after ifdown wan1", 10*time.Second, func() bool { return r.balanced("ISP2") })
 	r.sh("ifup", "wan1")
-	d = waitFor(t, "ISP1 back after ifup wan1", 15*time.Second, func() bool { return r.balanced("ISP1", "ISP2") })
+	d = lab.WaitFor(t, "ISP1 back after ifup wan1", 15*time.Second, func() bool { return r.balanced("ISP1", "ISP2") })
 	t.Logf("step 2: ifup wan1 to balanced %v", d.Round(time.Millisecond))
 
 	undo, err := r.lab.CarrierDown(1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d = waitFor(t, "ISP1 out after carrier loss", 10*time.Second, func() bool { return r.balanced("ISP2") })
+	d = lab.WaitFor(t, "ISP1 out after carrier loss", 10*time.Second, func() bool { return r.balanced("ISP2") })
 	t.Logf("step 2: carrier loss to ISP1 out %v", d.Round(time.Millisecond))
 	if err := undo(); err != nil {
 		t.Fatal(err)
 	}
-	d = waitFor(t, "ISP1 back after carrier", 15*time.Second, func() bool { return r.balanced("ISP1", "ISP2") })
+	d = lab.WaitFor(t, "ISP1 back after carrier", 15*time.Second, func() bool { return r.balanced("ISP1", "ISP2") })
 	t.Logf("step 2: carrier back to balanced %v", d.Round(time.Millisecond))
 
 	r.sh("systemctl", "restart", "networking")
-	d = waitFor(t, "balanced after systemctl restart networking", 20*time.Second, func() bool { return r.balanced("ISP1", "ISP2") })
+	d = lab.WaitFor(t, "balanced after systemctl restart networking", 20*time.Second, func() bool { return r.balanced("ISP1", "ISP2") })
 	t.Logf("step 2: systemctl restart networking to balanced %v", d.Round(time.Millisecond))
 	if c := r.shares(20); c[0] > 0 || c[1] == 0 || c[2] == 0 {
 		t.Fatalf("after restarting networking, 20 LAN connections went %v (0: failed)", c)
@@ -133,7 +135,7 @@ func TestIfupdown(t *testing.T) {
 	// The hooks left behind as conffiles do nothing.
 	r.sh("ifdown", "wan1")
 	r.sh("ifup", "wan1")
-	waitFor(t, "wan1's lease after ifup", 20*time.Second, func() bool {
+	lab.WaitFor(t, "wan1's lease after ifup", 20*time.Second, func() bool {
 		out, _ := r.try("ip", "-4", "route", "show", "default", "dev", "wan1")
 		return strings.Contains(out, "via 100.64.1.1")
 	})
@@ -143,7 +145,7 @@ func TestIfupdown(t *testing.T) {
 	}
 	// Installing again starts the service at once, with the kept balance.conf.
 	r.install(artefacts.deb2)
-	d = waitFor(t, "balanced after installing again", 20*time.Second, func() bool { return r.balanced("ISP1", "ISP2") })
+	d = lab.WaitFor(t, "balanced after installing again", 20*time.Second, func() bool { return r.balanced("ISP1", "ISP2") })
 	t.Logf("step 6: install after remove to balanced %v", d.Round(time.Millisecond))
 	r.sh("apt-get", "purge", "-y", "-q", "ispbalance")
 	if now := r.kernelState(); now != before {
@@ -179,13 +181,13 @@ func (r *router) followGatewayMove(dhcp **dhcpServer, old, new string) {
 	t.Helper()
 	*dhcp = r.moveGateway(*dhcp, old, new)
 	// The old router is gone: the monitor judges ISP 1 down meanwhile.
-	d := waitFor(t, "ISP1 out while its old gateway is dead", 15*time.Second, func() bool { return r.balanced("ISP2") })
+	d := lab.WaitFor(t, "ISP1 out while its old gateway is dead", 15*time.Second, func() bool { return r.balanced("ISP2") })
 	t.Logf("step 2: old gateway %s dead to ISP1 out %v", old, d.Round(time.Millisecond))
-	waitFor(t, "the renewal with the new gateway", 30*time.Second, func() bool { return (*dhcp).acks() > 0 })
+	lab.WaitFor(t, "the renewal with the new gateway", 30*time.Second, func() bool { return (*dhcp).acks() > 0 })
 	renewed := time.Now()
 	// The bound is 2 s; the limit leaves room for a loaded
 	// machine but stays well below the monitor's ordinary recovery.
-	waitFor(t, "ISP1 up via "+new+" after the renewal", 4*time.Second, func() bool {
+	lab.WaitFor(t, "ISP1 up via "+new+" after the renewal", 4*time.Second, func() bool {
 		st, err := r.status()
 		if err != nil {
 			return false
@@ -198,7 +200,7 @@ func (r *router) followGatewayMove(dhcp **dhcpServer, old, new string) {
 		return false
 	})
 	followed := time.Since(renewed)
-	via1 := waitFor(t, "a LAN connection through ISP1 after the renewal", 4*time.Second, func() bool {
+	via1 := lab.WaitFor(t, "a LAN connection through ISP1 after the renewal", 4*time.Second, func() bool {
 		k, err := r.lab.WhichISP(1, serverPort, time.Second)
 		return err == nil && k == 1
 	})
@@ -242,7 +244,7 @@ func (r *router) killMonitor() {
 	killed := time.Now()
 	r.sh("kill", "-9", pid)
 	var newPID string
-	waitFor(t, "systemd restarting the monitor", 30*time.Second, func() bool {
+	lab.WaitFor(t, "systemd restarting the monitor", 30*time.Second, func() bool {
 		out, _ := r.try("systemctl", "show", "-p", "MainPID", "-p", "ActiveState", "--value", "ispbalance")
 		f := strings.Fields(out)
 		if len(f) == 2 && f[0] != pid && f[0] != "0" && f[1] == "active" {
@@ -252,7 +254,7 @@ func (r *router) killMonitor() {
 		return false
 	})
 	gap := time.Since(killed)
-	waitFor(t, "balanced after the restart", 10*time.Second, func() bool { return r.balanced("ISP1", "ISP2") })
+	lab.WaitFor(t, "balanced after the restart", 10*time.Second, func() bool { return r.balanced("ISP1", "ISP2") })
 	failed, total := watch()
 	t.Logf("step 3: kill -9 of the monitor (pid %s): systemd restarted it (pid %s), ready %v after the kill; %d of %d new LAN connections failed meanwhile",
 		pid, newPID, gap.Round(time.Millisecond), failed, total)
@@ -310,17 +312,17 @@ func (r *router) rebootWithLateUplink() {
 	}
 	start := time.Now()
 	r.boot()
-	waitFor(t, "the service active with ISP2 only", 20*time.Second, func() bool { return r.balanced("ISP2") })
+	lab.WaitFor(t, "the service active with ISP2 only", 20*time.Second, func() bool { return r.balanced("ISP2") })
 	t.Logf("step 4: reboot with wan1 unplugged: balanced on ISP2 %v after the boot began; slowest units:\n%s",
 		time.Since(start).Round(time.Millisecond), r.sh("sh", "-c", "systemd-analyze blame | head -3"))
 	if err := undo(); err != nil {
 		t.Fatal(err)
 	}
-	d := waitFor(t, "balanced after wan1's carrier came", 10*time.Second, func() bool { return r.balanced("ISP1", "ISP2") })
+	d := lab.WaitFor(t, "balanced after wan1's carrier came", 10*time.Second, func() bool { return r.balanced("ISP1", "ISP2") })
 	t.Logf("step 4: wan1's carrier to balanced %v", d.Round(time.Millisecond))
 	// And the ordinary reboot, uplinks up at once.
 	start = r.reboot()
-	waitFor(t, "balanced after a reboot", 30*time.Second, func() bool { return r.balanced("ISP1", "ISP2") })
+	lab.WaitFor(t, "balanced after a reboot", 30*time.Second, func() bool { return r.balanced("ISP1", "ISP2") })
 	t.Logf("step 4: reboot to balanced %v", time.Since(start).Round(time.Millisecond))
 }
 
@@ -347,7 +349,7 @@ func (r *router) upgrade() {
 	start := time.Now()
 	r.install(artefacts.deb2)
 	var newPID string
-	waitFor(t, "the monitor restarted by the upgrade", 30*time.Second, func() bool {
+	lab.WaitFor(t, "the monitor restarted by the upgrade", 30*time.Second, func() bool {
 		out, _ := r.try("systemctl", "show", "-p", "MainPID", "-p", "ActiveState", "--value", "ispbalance")
 		f := strings.Fields(out)
 		if len(f) == 2 && f[0] != pid && f[0] != "0" && f[1] == "active" {
@@ -356,7 +358,7 @@ func (r *router) upgrade() {
 		}
 		return false
 	})
-	waitFor(t, "balanced after the upgrade", 10*time.Second, func() bool { return r.balanced("ISP1", "ISP2") })
+	lab.WaitFor(t, "balanced after the upgrade", 10*time.Second, func() bool { return r.balanced("ISP1", "ISP2") })
 	sent, received, err := ping.Stop()
 	t.Logf("step 5: upgrade took %v; monitor pid %s -> %s; 2 ms ping stream: %d sent, %d answered",
 		time.Since(start).Round(time.Millisecond), pid, newPID, sent, received)

@@ -3,6 +3,8 @@ package boottest
 import (
 	"sort"
 	"strings"
+
+	"github.com/ispbalance/ispbalance/internal/lab"
 )
 
 // kernelState is the router's routing, firewall and sysctls as `apt-get
@@ -23,7 +25,7 @@ func (r *router) kernelState() string {
 		}
 		text := string(out)
 		if strings.HasSuffix(c[0], "-save") {
-			text = withoutEmptyTables(stripCounters(text))
+			text = lab.WithoutEmptyTables(lab.StripCounters(text))
 		}
 		text = strings.NewReplacer(" dead", "", " linkdown", "").Replace(text)
 		b.WriteString(strings.Join(c, " ") + ":\n" + text + "\n")
@@ -68,49 +70,4 @@ func diffLines(a, b string) (onlyA, onlyB []string) {
 	sort.Strings(onlyA)
 	sort.Strings(onlyB)
 	return onlyA, onlyB
-}
-
-// stripCounters drops iptables-save's comments and packet counters.
-func stripCounters(s string) string {
-	var out []string
-	for _, line := range strings.Split(s, "\n") {
-		if strings.HasPrefix(line, "#") {
-			continue
-		}
-		if strings.HasPrefix(line, ":") {
-			if i := strings.Index(line, " ["); i > 0 {
-				line = line[:i]
-			}
-		}
-		out = append(out, line)
-	}
-	return strings.Join(out, "\n")
-}
-
-// withoutEmptyTables drops tables of only built-in chains with ACCEPT
-// policies and no rules: with the nf_tables backend, merely looking at a
-// table can create it, and an empty one filters nothing.
-func withoutEmptyTables(save string) string {
-	var out, table []string
-	empty := true
-	for _, line := range strings.Split(save, "\n") {
-		switch {
-		case strings.HasPrefix(line, "*"):
-			table, empty = []string{line}, true
-		case table != nil && line == "COMMIT":
-			if !empty {
-				out = append(out, table...)
-				out = append(out, line)
-			}
-			table = nil
-		case table != nil:
-			table = append(table, line)
-			if !(strings.HasPrefix(line, ":") && strings.HasSuffix(line, " ACCEPT")) {
-				empty = false
-			}
-		default:
-			out = append(out, line)
-		}
-	}
-	return strings.Join(out, "\n")
 }

@@ -278,20 +278,6 @@ func (st status) routing() []string {
 	return out
 }
 
-// waitFor polls cond every 50 ms until it holds, at most limit; it returns
-// how long that took.
-func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > limit {
-			t.Fatalf("%s: not within %v", what, limit)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return time.Since(start)
-}
-
 // balanced reports whether both ISPs are up and routing, as -s says.
 func (r *router) balanced(services ...string) bool {
 	st, err := r.status()

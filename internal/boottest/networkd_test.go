@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ispbalance/ispbalance/internal/lab"
 )
 
 // networkdFiles configure the router with systemd-networkd: wan1 by DHCP,
@@ -68,17 +70,7 @@ func TestNetworkd(t *testing.T) {
 	r := newRouter(t, "bootnwd", 2, networkdFiles)
 	r.useNetworkd()
 	dhcp := r.startDHCP("100.64.1.1")
-	r.boot()
-	r.install(artefacts.deb)
-	if err := r.sys.WriteFile("/etc/network/balance.conf", []byte(balanceConf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	start := r.reboot()
-	waitFor(t, "both ISPs up and routing after the reboot", 30*time.Second, func() bool { return r.balanced("ISP1", "ISP2") })
-	t.Logf("networkd: boot to balanced %v", time.Since(start).Round(time.Millisecond))
-	if c := r.shares(40); c[0] > 0 || c[1] < 8 || c[2] < 8 {
-		t.Fatalf("40 LAN connections by weight 1:1 went %v (0: failed)", c)
-	}
+	r.bootedBalanced("networkd")
 	r.followGatewayMove(&dhcp, "100.64.1.1", "100.64.1.254")
 
 	// networkd keeps its hands off: ispbalance's rules and routes stay
@@ -103,13 +95,13 @@ func TestNetworkd(t *testing.T) {
 	deleted := r.watchDeletions()
 	r.sh("networkctl", "reload")
 	acks := dhcp.acks()
-	waitFor(t, "two more renewals", 30*time.Second, func() bool { return dhcp.acks() >= acks+2 })
+	lab.WaitFor(t, "two more renewals", 30*time.Second, func() bool { return dhcp.acks() >= acks+2 })
 	r.sh("systemctl", "restart", "systemd-networkd")
-	waitFor(t, "wan1 configured after networkd's restart", 20*time.Second, func() bool {
+	lab.WaitFor(t, "wan1 configured after networkd's restart", 20*time.Second, func() bool {
 		out, _ := r.try("networkctl", "status", "wan1")
 		return strings.Contains(out, "State: routable (configured)")
 	})
-	waitFor(t, "balanced after networkd's reload, renewals and restart", 10*time.Second, func() bool { return r.balanced("ISP1", "ISP2") })
+	lab.WaitFor(t, "balanced after networkd's reload, renewals and restart", 10*time.Second, func() bool { return r.balanced("ISP1", "ISP2") })
 	if got := deleted(); got != "" {
 		t.Errorf("networkd deleted ispbalance's rules or routes (reload, renewals, restart):\n%s", got)
 	}
@@ -117,11 +109,11 @@ func TestNetworkd(t *testing.T) {
 	// ispbalance itself takes ISP 1 out meanwhile; ISP 2's rules stay.
 	deleted = r.watchDeletions()
 	r.sh("networkctl", "reconfigure", "wan1")
-	waitFor(t, "wan1 configured again", 20*time.Second, func() bool {
+	lab.WaitFor(t, "wan1 configured again", 20*time.Second, func() bool {
 		out, _ := r.try("networkctl", "status", "wan1")
 		return strings.Contains(out, "State: routable (configured)")
 	})
-	waitFor(t, "balanced after reconfiguring wan1", 10*time.Second, func() bool { return r.balanced("ISP1", "ISP2") })
+	lab.WaitFor(t, "balanced after reconfiguring wan1", 10*time.Second, func() bool { return r.balanced("ISP1", "ISP2") })
 	var others []string
 	for _, l := range strings.Split(deleted(), "\n") {
 		if l != "" && !strings.Contains(l, "4201") {

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ispbalance/ispbalance/internal/lab"
 )
 
 // nmFiles configure the router with NetworkManager keyfiles: wan1 by
@@ -78,24 +80,14 @@ func TestNetworkManager(t *testing.T) {
 	r := newRouter(t, "bootnm", 2, nmFiles)
 	r.useNetworkManager()
 	dhcp := r.startDHCP("100.64.1.1")
-	r.boot()
-	r.install(artefacts.deb)
-	if err := r.sys.WriteFile("/etc/network/balance.conf", []byte(balanceConf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	start := r.reboot()
-	waitFor(t, "both ISPs up and routing after the reboot", 30*time.Second, func() bool { return r.balanced("ISP1", "ISP2") })
-	t.Logf("NetworkManager: boot to balanced %v", time.Since(start).Round(time.Millisecond))
-	if c := r.shares(40); c[0] > 0 || c[1] < 8 || c[2] < 8 {
-		t.Fatalf("40 LAN connections by weight 1:1 went %v (0: failed)", c)
-	}
+	r.bootedBalanced("NetworkManager")
 	r.followGatewayMove(&dhcp, "100.64.1.1", "100.64.1.254")
 
 	// A reapply keeps wan1's address: NetworkManager may delete nothing
 	// of ispbalance's but, at most, ISP 1's while it re-runs DHCP.
 	deleted := r.watchDeletions()
 	r.sh("nmcli", "device", "reapply", "wan1")
-	d := waitFor(t, "balanced after the reapply", 30*time.Second, func() bool { return r.balanced("ISP1", "ISP2") })
+	d := lab.WaitFor(t, "balanced after the reapply", 30*time.Second, func() bool { return r.balanced("ISP1", "ISP2") })
 	t.Logf("NetworkManager: nmcli device reapply wan1 to balanced %v", d.Round(time.Millisecond))
 	for _, l := range strings.Split(deleted(), "\n") {
 		if l != "" && !strings.Contains(l, "4201") {
@@ -109,10 +101,10 @@ func TestNetworkManager(t *testing.T) {
 	} {
 		r.sh(step...)
 		if step[1] == "networking" {
-			waitFor(t, "no ISP routing with networking off", 15*time.Second, func() bool { return r.balanced() })
+			lab.WaitFor(t, "no ISP routing with networking off", 15*time.Second, func() bool { return r.balanced() })
 			r.sh("nmcli", "networking", "on")
 		}
-		d = waitFor(t, "balanced after "+strings.Join(step, " "), 30*time.Second, func() bool { return r.balanced("ISP1", "ISP2") })
+		d = lab.WaitFor(t, "balanced after "+strings.Join(step, " "), 30*time.Second, func() bool { return r.balanced("ISP1", "ISP2") })
 		t.Logf("NetworkManager: %s to balanced %v", strings.Join(step, " "), d.Round(time.Millisecond))
 	}
 
@@ -143,7 +135,7 @@ func TestNetworkManager(t *testing.T) {
 	reconnect := func() string {
 		c := cursor()
 		r.sh("nmcli", "connection", "up", "isp2")
-		waitFor(t, "the dispatcher done with wan2's reconnect", 20*time.Second, func() bool { return len(lines(c, "dispatch-marker", "wan2 up")) > 0 })
+		lab.WaitFor(t, "the dispatcher done with wan2's reconnect", 20*time.Second, func() bool { return len(lines(c, "dispatch-marker", "wan2 up")) > 0 })
 		return c
 	}
 	reconnect() // earlier events dispatched
@@ -161,5 +153,23 @@ func TestNetworkManager(t *testing.T) {
 		case setting == "hooks=on":
 			t.Logf("step 11: hooks=on, a reconnect of wan2 is reported by %d hook runs; hooks=off, by none", len(got))
 		}
+	}
+}
+
+// bootedBalanced boots the system, installs the package with the lab's
+// balance.conf, boots it again, and checks that it ends balanced by
+// weight; stack names the network stack in the log.
+func (r *router) bootedBalanced(stack string) {
+	r.t.Helper()
+	r.boot()
+	r.install(artefacts.deb)
+	if err := r.sys.WriteFile("/etc/network/balance.conf", []byte(balanceConf), 0o644); err != nil {
+		r.t.Fatal(err)
+	}
+	start := r.reboot()
+	lab.WaitFor(r.t, "both ISPs up and routing after the reboot", 30*time.Second, func() bool { return r.balanced("ISP1", "ISP2") })
+	r.t.Logf("%s: boot to balanced %v", stack, time.Since(start).Round(time.Millisecond))
+	if c := r.shares(40); c[0] > 0 || c[1] < 8 || c[2] < 8 {
+		r.t.Fatalf("40 LAN connections by weight 1:1 went %v (0: failed)", c)
 	}
 }

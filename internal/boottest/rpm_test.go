@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ispbalance/ispbalance/internal/lab"
 )
 
 // TestRpmScriptlets is issue step 10: the .rpm's scriptlets run by the
@@ -23,7 +25,7 @@ func TestRpmScriptlets(t *testing.T) {
 	r.startDHCP("100.64.1.1")
 	r.boot()
 	r.sh("rm", "-rf", "/etc/network")
-	waitFor(t, "wan1's lease", 20*time.Second, func() bool {
+	lab.WaitFor(t, "wan1's lease", 20*time.Second, func() bool {
 		out, _ := r.try("ip", "-4", "route", "show", "default", "dev", "wan1")
 		return strings.Contains(out, "via 100.64.1.1")
 	})
@@ -67,16 +69,16 @@ func TestRpmScriptlets(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.sh("systemctl", "reload", "ispbalance")
-	waitFor(t, "balanced from the Red Hat layout's balance.conf", 20*time.Second, func() bool { return r.balanced("ISP1", "ISP2") })
+	lab.WaitFor(t, "balanced from the Red Hat layout's balance.conf", 20*time.Second, func() bool { return r.balanced("ISP1", "ISP2") })
 
 	pid := strings.TrimSpace(r.sh("systemctl", "show", "-p", "MainPID", "--value", "ispbalance"))
 	rpmCmd("-U", copyIn(artefacts.rpm2))
-	waitFor(t, "the monitor restarted by the upgrade", 30*time.Second, func() bool {
+	lab.WaitFor(t, "the monitor restarted by the upgrade", 30*time.Second, func() bool {
 		out, _ := r.try("systemctl", "show", "-p", "MainPID", "-p", "ActiveState", "--value", "ispbalance")
 		f := strings.Fields(out)
 		return len(f) == 2 && f[0] != pid && f[0] != "0" && f[1] == "active"
 	})
-	waitFor(t, "balanced after the upgrade", 10*time.Second, func() bool { return r.balanced("ISP1", "ISP2") })
+	lab.WaitFor(t, "balanced after the upgrade", 10*time.Second, func() bool { return r.balanced("ISP1", "ISP2") })
 	if got := r.sh("cat", "/etc/sysconfig/network-scripts/balance.conf"); got != balanceConf {
 		t.Errorf("the upgrade changed balance.conf:\n%s", got)
 	}

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ispbalance/ispbalance/internal/lab"
 )
 
 // probedConf probes the internet server through each ISP, so that an
@@ -48,26 +50,26 @@ ip route replace 10.77.0.0/16 dev lan1 table 77 || exit 1
 	r.sh("systemctl", "start", "isp-watch.service")
 	watchStarted := r.sh("systemctl", "show", "-p", "ExecMainStartTimestampMonotonic", "--value", "isp-watch.service")
 	r.sh("systemctl", "reload", "ispbalance")
-	waitFor(t, "balanced after the reload", 20*time.Second, func() bool { return r.balanced("ISP1", "ISP2") })
+	lab.WaitFor(t, "balanced after the reload", 20*time.Second, func() bool { return r.balanced("ISP1", "ISP2") })
 
 	undo, err := r.lab.SilentDrop(1)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer undo()
-	waitFor(t, "ISP1 out after its upstream died", 10*time.Second, func() bool { return r.balanced("ISP2") })
+	lab.WaitFor(t, "ISP1 out after its upstream died", 10*time.Second, func() bool { return r.balanced("ISP2") })
 	var mail string
-	d := waitFor(t, "the warning mail in admin's mailbox", 20*time.Second, func() bool {
+	d := lab.WaitFor(t, "the warning mail in admin's mailbox", 20*time.Second, func() bool {
 		data, err := r.sys.ReadFile("/var/mail/admin")
 		mail = string(data)
 		return err == nil && strings.Contains(mail, "Subject: ispbalance: ISP1 is down")
 	})
 	t.Logf("step 9: the mail arrived %v after ISP1 went out:\n%s", d.Round(time.Millisecond), mail)
-	waitFor(t, "the down.d script's route", 10*time.Second, func() bool {
+	lab.WaitFor(t, "the down.d script's route", 10*time.Second, func() bool {
 		out, _ := r.lab.Exec("router", "ip", "route", "show", "table", "77")
 		return strings.Contains(string(out), "10.77.0.0/16 dev lan1")
 	})
-	waitFor(t, "the down.d script's systemctl restart", 10*time.Second, func() bool {
+	lab.WaitFor(t, "the down.d script's systemctl restart", 10*time.Second, func() bool {
 		now := r.sh("systemctl", "show", "-p", "ExecMainStartTimestampMonotonic", "--value", "isp-watch.service")
 		return now != watchStarted
 	})
@@ -77,7 +79,7 @@ ip route replace 10.77.0.0/16 dev lan1 table 77 || exit 1
 
 	// systemctl status says which ISPs are up; the watchdog restarts a
 	// monitor whose loop stops (here: SIGSTOP, with a short WatchdogSec).
-	waitFor(t, "the service's status text", 10*time.Second, func() bool {
+	lab.WaitFor(t, "the service's status text", 10*time.Second, func() bool {
 		out, _ := r.try("systemctl", "show", "-p", "StatusText", "--value", "ispbalance")
 		return strings.TrimSpace(out) == "1 of 2 ISPs up: ISP2"
 	})
@@ -86,11 +88,11 @@ ip route replace 10.77.0.0/16 dev lan1 table 77 || exit 1
 	}
 	r.sh("systemctl", "daemon-reload")
 	r.sh("systemctl", "restart", "ispbalance")
-	waitFor(t, "the service active again", 10*time.Second, func() bool { return r.balanced("ISP2") })
+	lab.WaitFor(t, "the service active again", 10*time.Second, func() bool { return r.balanced("ISP2") })
 	pid := strings.TrimSpace(r.sh("systemctl", "show", "-p", "MainPID", "--value", "ispbalance"))
 	stopped := time.Now()
 	r.sh("kill", "-STOP", pid)
-	waitFor(t, "the watchdog restarting a stuck monitor", 30*time.Second, func() bool {
+	lab.WaitFor(t, "the watchdog restarting a stuck monitor", 30*time.Second, func() bool {
 		out, _ := r.try("systemctl", "show", "-p", "MainPID", "-p", "ActiveState", "--value", "ispbalance")
 		f := strings.Fields(out)
 		return len(f) == 2 && f[0] != pid && f[0] != "0" && f[1] == "active"

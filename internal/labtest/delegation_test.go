@@ -55,7 +55,7 @@ subnet6 2001:db8:1::/64 {
 	cmd := background(t, conf+".log", "ip", "netns", "exec", r.lab.NS("isp1"), "dhcpd", "-6", "-f", "-cf", conf, "-lf", leases, "-pf", pid, "down0")
 	return func() {
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
-		waitFor(t, "dhcpd to stop", 5*time.Second, func() bool { return syscall.Kill(cmd.Process.Pid, 0) != nil })
+		lab.WaitFor(t, "dhcpd to stop", 5*time.Second, func() bool { return syscall.Kill(cmd.Process.Pid, 0) != nil })
 	}
 }
 
@@ -83,7 +83,7 @@ func (r *router) dhclient6(t *testing.T) {
 	t.Helper()
 	// dhclient -6 binds to the link-local address, which must have
 	// finished duplicate address detection.
-	waitFor(t, "wan1's link-local address", 5*time.Second, func() bool {
+	lab.WaitFor(t, "wan1's link-local address", 5*time.Second, func() bool {
 		out, _ := r.lab.Exec("router", "ip", "-6", "addr", "show", "dev", "wan1", "scope", "link", "-tentative")
 		return strings.Contains(string(out), "fe80::")
 	})
@@ -147,13 +147,13 @@ func TestDelegatedPrefix(t *testing.T) {
 	defer func() { stopServer() }()
 	r.dhclient6(t)
 	leases := filepath.Join(r.dir, "var/lib/dhcp/dhclient6.wan1.leases")
-	waitFor(t, "dhclient's lease of "+pd1First, 20*time.Second, func() bool {
+	lab.WaitFor(t, "dhclient's lease of "+pd1First, 20*time.Second, func() bool {
 		data, _ := os.ReadFile(leases)
 		return strings.Contains(string(data), "iaprefix "+pd1First)
 	})
 
 	r.startMonitor("--root", r.dir)
-	waitFor(t, "the unreachable route for ISP1's delegation", 5*time.Second, func() bool {
+	lab.WaitFor(t, "the unreachable route for ISP1's delegation", 5*time.Second, func() bool {
 		out, _ := r.lab.Exec("router", "ip", "-6", "route", "show", "table", "main", "proto", "177")
 		return strings.Contains(string(out), "unreachable "+pd1First)
 	})
@@ -195,11 +195,11 @@ func TestDelegatedPrefix(t *testing.T) {
 	stopServer()
 	stopServer = r.dhcpd6(t, pd1Second)
 	record := filepath.Join(r.dir, "run/ispbalance/leases/wan1.ipv6")
-	waitFor(t, "the hook's record of "+pd1Second, 30*time.Second, func() bool {
+	lab.WaitFor(t, "the hook's record of "+pd1Second, 30*time.Second, func() bool {
 		data, _ := os.ReadFile(record)
 		return strings.Contains(string(data), pd1Second)
 	})
-	took := waitFor(t, "the plan to follow "+pd1Second, 5*time.Second, func() bool {
+	took := lab.WaitFor(t, "the plan to follow "+pd1Second, 5*time.Second, func() bool {
 		out, _ := r.lab.Exec("router", "ip", "-6", "rule")
 		return strings.Contains(string(out), "from "+pd1Second+" lookup 4201")
 	})

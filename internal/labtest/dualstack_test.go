@@ -275,8 +275,8 @@ func (r *router) waitFileContains(path, want string, limit time.Duration) bool {
 // must restore exactly.
 func (r *router) kernelState6() string {
 	r.t.Helper()
-	return r.sh("router", "ip", "-6", "rule") + withoutCarrierFlags(r.sh("router", "ip", "-6", "route", "show", "table", "all")) +
-		stripCounters(r.sh("router", "ip6tables-save"))
+	return r.sh("router", "ip", "-6", "rule") + lab.WithoutCarrierFlags(r.sh("router", "ip", "-6", "route", "show", "table", "all")) +
+		lab.StripCounters(r.sh("router", "ip6tables-save"))
 }
 
 // TestHitlessRebuilds6: a ping every 2 ms over IPv6 from the LAN loses
@@ -326,14 +326,7 @@ func TestHitlessRebuilds6(t *testing.T) {
 			verdict = "up"
 		}
 		r.mustRun(verdict, "ISP"+itoa(other))
-		msg := fmt.Sprintf("round %d\n", i)
-		conn.SetDeadline(time.Now().Add(2 * time.Second))
-		if _, err := conn.Write([]byte(msg)); err != nil {
-			t.Fatalf("round %d: writing on the established IPv6 connection: %v", i, err)
-		}
-		if echo, err := rd.ReadString('\n'); err != nil || echo != msg {
-			t.Fatalf("round %d: echo %q, %v; want %q", i, echo, err, msg)
-		}
+		echoRound(t, conn, rd, i)
 		now := r.kernelState6()
 		for _, want := range []string{"2001:db8:99::/48 via fd00:100::10 dev lan1", "500:\tfrom fd00:100::77 lookup 100",
 			"-A FAIL2BAN6 -s 2001:db8:bad::/48 -j DROP", "-A INPUT -j FAIL2BAN6"} {
@@ -351,7 +344,7 @@ func TestHitlessRebuilds6(t *testing.T) {
 		t.Errorf("IPv6 ping stream lost %d of %d packets across rebuilds", sent-received, sent)
 	}
 	r.mustRun("stop")
-	if after := r.kernelState6(); withoutEmptyTables(after) != withoutEmptyTables(before) {
+	if after := r.kernelState6(); lab.WithoutEmptyTables(after) != lab.WithoutEmptyTables(before) {
 		t.Errorf("stop did not restore IPv6:\n--- before\n%s\n--- after\n%s", before, after)
 	}
 }
@@ -361,7 +354,7 @@ func TestHitlessRebuilds6(t *testing.T) {
 // neighbour discovery through them stalls.
 func (r *router) settle6() {
 	r.t.Helper()
-	waitFor(r.t, "duplicate address detection in the lab", 10*time.Second, func() bool {
+	lab.WaitFor(r.t, "duplicate address detection in the lab", 10*time.Second, func() bool {
 		for _, ns := range r.lab.Names() {
 			if out, _ := r.lab.Exec(ns, "ip", "-6", "addr", "show", "tentative"); strings.TrimSpace(string(out)) != "" {
 				return false

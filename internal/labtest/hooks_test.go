@@ -409,7 +409,7 @@ func TestHookBurst(t *testing.T) {
 		"ip rule": r.sh("router", "ip", "-4", "rule"),
 		"routes":  r.sh("router", "ip", "-4", "route", "show", "table", "all"),
 	}
-	for i, table := range strings.Split(stripCounters(r.sh("router", "iptables-save")), "\n*") {
+	for i, table := range strings.Split(lab.StripCounters(r.sh("router", "iptables-save")), "\n*") {
 		lists[fmt.Sprintf("iptables table %d", i)] = table
 	}
 	for what, lines := range lists {
@@ -559,10 +559,10 @@ func TestStopSticks(t *testing.T) {
 		strings.Contains(st, "does not exist") || strings.Contains(st, "Installed differs") {
 		t.Errorf("status before the first run:\n%s", st)
 	}
-	before := withoutEmptyTables(r.kernelState())
+	before := lab.WithoutEmptyTables(r.kernelState())
 	r.mustRun()
 	r.mustRun("stop")
-	if now := withoutEmptyTables(r.kernelState()); now != before {
+	if now := lab.WithoutEmptyTables(r.kernelState()); now != before {
 		t.Fatalf("stop did not restore the state before:\n%s\nwant:\n%s", now, before)
 	}
 	postUp := []string{"IFACE=wan1", "LOGICAL=wan1", "ADDRFAM=inet", "METHOD=static", "MODE=start", "PHASE=post-up", "VERBOSITY=0"}
@@ -572,7 +572,7 @@ func TestStopSticks(t *testing.T) {
 	if out, err := r.run("down", "ISP1"); err != nil || !strings.Contains(out, "stopped") {
 		t.Errorf("lsm event after stop: %v, want a note that it is stopped:\n%s", err, out)
 	}
-	if now := withoutEmptyTables(r.kernelState()); now != before {
+	if now := lab.WithoutEmptyTables(r.kernelState()); now != before {
 		t.Errorf("a hook or lsm event after stop reinstalled balancing:\n%s", now)
 	}
 	if st := r.mustRun("-s"); !strings.Contains(st, "Balancing: stopped") {

@@ -130,63 +130,8 @@ func (r *router) sh(ns string, args ...string) string {
 // kernelState is what a rebuild must leave untouched, or restore exactly.
 func (r *router) kernelState() string {
 	r.t.Helper()
-	return r.sh("router", "ip", "-4", "rule") + withoutCarrierFlags(r.sh("router", "ip", "-4", "route", "show", "table", "all")) +
-		stripCounters(r.sh("router", "iptables-save"))
-}
-
-// withoutCarrierFlags drops the flags the kernel sets on routes as
-// carrier comes and goes ("dead", "linkdown"): a fresh lab's links may
-// still be settling between two snapshots, and they say nothing about
-// what was configured.
-func withoutCarrierFlags(routes string) string {
-	return strings.NewReplacer(" dead", "", " linkdown", "").Replace(routes)
-}
-
-// withoutEmptyTables drops iptables tables that hold only built-in chains
-// with ACCEPT policies and no rules. With the nf_tables backend, touching
-// a table creates it; an empty table filters nothing, so "as before" does
-// not depend on whether it is listed.
-func withoutEmptyTables(save string) string {
-	var out, table []string
-	empty := true
-	for _, line := range strings.Split(save, "\n") {
-		switch {
-		case strings.HasPrefix(line, "*"):
-			table, empty = []string{line}, true
-		case table != nil && line == "COMMIT":
-			if !empty {
-				out = append(out, table...)
-				out = append(out, line)
-			}
-			table = nil
-		case table != nil:
-			table = append(table, line)
-			if !(strings.HasPrefix(line, ":") && strings.HasSuffix(line, " ACCEPT")) {
-				empty = false
-			}
-		default:
-			out = append(out, line)
-		}
-	}
-	return strings.Join(out, "\n")
-}
-
-// stripCounters drops iptables-save's comments and packet counters, which
-// change with traffic, not with configuration.
-func stripCounters(s string) string {
-	var out []string
-	for _, line := range strings.Split(s, "\n") {
-		if strings.HasPrefix(line, "#") {
-			continue
-		}
-		if strings.HasPrefix(line, ":") {
-			if i := strings.Index(line, " ["); i > 0 {
-				line = line[:i]
-			}
-		}
-		out = append(out, line)
-	}
-	return strings.Join(out, "\n")
+	return r.sh("router", "ip", "-4", "rule") + lab.WithoutCarrierFlags(r.sh("router", "ip", "-4", "route", "show", "table", "all")) +
+		lab.StripCounters(r.sh("router", "iptables-save"))
 }
 
 // shares opens n connections from LAN host lan and counts which ISP each used.

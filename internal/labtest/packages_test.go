@@ -267,7 +267,7 @@ func hostNetwork(t *testing.T) string {
 	var b strings.Builder
 	for _, c := range [][]string{{"ip", "-4", "rule"}, {"ip", "route", "show", "table", "all"}, {"iptables-save"}, {"nft", "list", "ruleset"}} {
 		out, _ := exec.Command(c[0], c[1:]...).CombinedOutput()
-		b.WriteString(stripCounters(string(out)))
+		b.WriteString(lab.StripCounters(string(out)))
 	}
 	for _, s := range []string{"net/ipv4/ip_forward", "net/ipv4/conf/all/rp_filter"} {
 		v, _ := os.ReadFile("/proc/sys/" + s)
@@ -477,19 +477,6 @@ func (r *router) dnsmasq(t *testing.T, gw string, first int) func() {
 	}
 }
 
-// waitFor polls cond until it holds or the time is up.
-func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > limit {
-			t.Fatalf("%s: not within %v", what, limit)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return time.Since(start)
-}
-
 // privateMounts is the shell prologue that gives a program the installed
 // package's default paths with this lab's configuration: its own /run,
 // /var/lib/lsm and resolv.conf, and the lab's balance.conf in place of
@@ -514,7 +501,7 @@ func testRealDhclient(t *testing.T) {
 	stop := r.dnsmasq(t, "100.64.1.1", 50)
 	script := r.privateMounts() + "exec dhclient -4 -d -v -pf " + filepath.Join(r.dir, "dhclient.pid") + " -lf " + filepath.Join(r.dir, "dhclient.leases") + " wan1"
 	dh := background(t, filepath.Join(r.dir, "dhclient.log"), "ip", "netns", "exec", r.lab.NS("router"), "unshare", "-m", "--propagation", "private", "/bin/sh", "-c", script)
-	took := waitFor(t, "ISP1's table via the leased gateway", 20*time.Second, func() bool {
+	took := lab.WaitFor(t, "ISP1's table via the leased gateway", 20*time.Second, func() bool {
 		return strings.Contains(r.ispTable(1), "default via 100.64.1.1 dev wan1")
 	})
 	t.Logf("dhclient BOUND: ISP1's table via 100.64.1.1 %v after dhclient started", took.Round(time.Millisecond))
@@ -524,7 +511,7 @@ func testRealDhclient(t *testing.T) {
 	r.sh("isp1", "ip", "addr", "add", "100.64.1.254/24", "dev", "down0")
 	stop()
 	r.dnsmasq(t, "100.64.1.254", 50)
-	took = waitFor(t, "ISP1's table via the renewed lease's gateway", 20*time.Second, func() bool {
+	took = lab.WaitFor(t, "ISP1's table via the renewed lease's gateway", 20*time.Second, func() bool {
 		return strings.Contains(r.ispTable(1), "default via 100.64.1.254 dev wan1")
 	})
 	rec, _ := os.ReadFile(leaseRecord)
@@ -571,7 +558,7 @@ func testRealNetworkManager(t *testing.T) {
 		out, err := exec.Command("nsenter", append([]string{"-t", itoa(nm.Process.Pid), "-m", "-n"}, args...)...).CombinedOutput()
 		return string(out), err
 	}
-	waitFor(t, "NetworkManager on its bus", 20*time.Second, func() bool {
+	lab.WaitFor(t, "NetworkManager on its bus", 20*time.Second, func() bool {
 		out, err := inNM("nmcli", "-t", "-f", "DEVICE,STATE", "device")
 		return err == nil && strings.Contains(out, "wan1:")
 	})
@@ -583,7 +570,7 @@ func testRealNetworkManager(t *testing.T) {
 	if out, err := exec.CommandContext(ctx, "nsenter", "-t", itoa(nm.Process.Pid), "-m", "-n", "nmcli", "--wait", "20", "con", "up", "isp1").CombinedOutput(); err != nil {
 		t.Fatalf("nmcli con up: %v\n%s", err, out)
 	}
-	took := waitFor(t, "ISP1's table after up", 10*time.Second, func() bool {
+	took := lab.WaitFor(t, "ISP1's table after up", 10*time.Second, func() bool {
 		return strings.Contains(r.ispTable(1), "default via 100.64.1.1 dev wan1")
 	})
 	t.Logf("NetworkManager up: ISP1's table via 100.64.1.1 %v after activation", took.Round(time.Millisecond))
@@ -591,7 +578,7 @@ func testRealNetworkManager(t *testing.T) {
 	// During activation the dhcp4-change comes before up, without
 	// IP4_GATEWAY: the hook asks NetworkManager over D-Bus.
 	for _, action := range []string{"dhcp4-change", "up"} {
-		waitFor(t, "NetworkManager running the installed hook for "+action, 5*time.Second, func() bool { return dispatched(t, nmLog, action) })
+		lab.WaitFor(t, "NetworkManager running the installed hook for "+action, 5*time.Second, func() bool { return dispatched(t, nmLog, action) })
 	}
 
 	// ISP 1 renumbers its router and its DHCP server moves its pool: the
@@ -602,17 +589,17 @@ func testRealNetworkManager(t *testing.T) {
 	r.sh("isp1", "ip", "addr", "add", "100.64.1.254/24", "dev", "down0")
 	stop()
 	r.dnsmasq(t, "100.64.1.254", 100)
-	waitFor(t, "NetworkManager's new lease in main", 30*time.Second, func() bool {
+	lab.WaitFor(t, "NetworkManager's new lease in main", 30*time.Second, func() bool {
 		return strings.Contains(r.sh("router", "ip", "route", "show", "default"), "via 100.64.1.254 dev wan1")
 	})
 	if out, err := inNM("nmcli", "device", "reapply", "wan1"); err != nil {
 		t.Fatalf("nmcli device reapply: %v\n%s", err, out)
 	}
-	took = waitFor(t, "ISP1's table after reapply", 10*time.Second, func() bool {
+	took = lab.WaitFor(t, "ISP1's table after reapply", 10*time.Second, func() bool {
 		return strings.Contains(r.ispTable(1), "default via 100.64.1.254 dev wan1")
 	})
 	t.Logf("reapply: ISP1's table followed the new lease %v after nmcli returned", took.Round(time.Millisecond))
-	waitFor(t, "NetworkManager running the installed hook for reapply", 5*time.Second, func() bool { return dispatched(t, nmLog, "reapply") })
+	lab.WaitFor(t, "NetworkManager running the installed hook for reapply", 5*time.Second, func() bool { return dispatched(t, nmLog, "reapply") })
 
 	// Discovery asks NetworkManager over D-Bus when no route names the
 	// gateway (as with ipv4.never-default).
@@ -625,7 +612,7 @@ func testRealNetworkManager(t *testing.T) {
 	// down: ISP 1 leaves balancing. NetworkManager may still be finishing
 	// the reapply; a disconnect taken during it can be followed by a new
 	// activation, so wait until the device is settled.
-	waitFor(t, "wan1 activated after the reapply", 10*time.Second, func() bool {
+	lab.WaitFor(t, "wan1 activated after the reapply", 10*time.Second, func() bool {
 		out, _ := inNM("nmcli", "-t", "-f", "GENERAL.STATE", "device", "show", "wan1")
 		return strings.Contains(out, "100 (connected)")
 	})
@@ -633,11 +620,11 @@ func testRealNetworkManager(t *testing.T) {
 	if out, err := inNM("nmcli", "device", "disconnect", "wan1"); err != nil {
 		t.Fatalf("nmcli device disconnect: %v\n%s", err, out)
 	}
-	took = waitFor(t, "ISP1 out of balancing after down", 10*time.Second, func() bool {
+	took = lab.WaitFor(t, "ISP1 out of balancing after down", 10*time.Second, func() bool {
 		return !strings.Contains(r.ispTable(1), "default") && !strings.Contains(r.sh("router", "ip", "route", "show", "table", "4200"), "wan1")
 	})
 	t.Logf("NetworkManager down: ISP1 out of balancing %v after nmcli returned", took.Round(time.Millisecond))
-	waitFor(t, "NetworkManager running the installed hook for down", 5*time.Second, func() bool { return dispatched(t, nmLog, "down") })
+	lab.WaitFor(t, "NetworkManager running the installed hook for down", 5*time.Second, func() bool { return dispatched(t, nmLog, "down") })
 }
 
 // dispatched reads NetworkManager's log (DISPATCH at debug level) and

@@ -3,6 +3,7 @@ package labtest
 import (
 	"bufio"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/user"
@@ -89,15 +90,7 @@ func TestHitlessRebuilds(t *testing.T) {
 			verdict = "up"
 		}
 		r.mustRun(verdict, "ISP"+itoa(other))
-		msg := fmt.Sprintf("round %d\n", i)
-		conn.SetDeadline(time.Now().Add(2 * time.Second))
-		if _, err := conn.Write([]byte(msg)); err != nil {
-			t.Fatalf("round %d: writing on the established connection: %v", i, err)
-		}
-		echo, err := rd.ReadString('\n')
-		if err != nil || echo != msg {
-			t.Fatalf("round %d: echo %q, %v; want %q", i, echo, err, msg)
-		}
+		echoRound(t, conn, rd, i)
 	}
 	sent, received, err := ping.Stop()
 	if err != nil {
@@ -224,7 +217,7 @@ func TestForeignStateSurvives(t *testing.T) {
 		t.Errorf("jump to ISPB-INPUT appears %d times after 20 rebuilds", n)
 	}
 	r.mustRun("stop")
-	if after := r.kernelState(); withoutEmptyTables(after) != withoutEmptyTables(before) {
+	if after := r.kernelState(); lab.WithoutEmptyTables(after) != lab.WithoutEmptyTables(before) {
 		t.Errorf("stop did not restore the router:\n--- before\n%s\n--- after\n%s", before, after)
 	}
 }
@@ -449,5 +442,20 @@ func TestMissingDeviceSkipped(t *testing.T) {
 	r.mustRun()
 	if c := r.shares(1, 200); c[2] < 60 {
 		t.Errorf("after the device appeared: %v, want ISP2 balanced in", c)
+	}
+}
+
+// echoRound sends one line on an established connection to the lab's
+// echoing server and fails the test unless the same line comes back
+// within 2 s.
+func echoRound(t *testing.T, conn net.Conn, rd *bufio.Reader, round int) {
+	t.Helper()
+	msg := fmt.Sprintf("round %d\n", round)
+	conn.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := conn.Write([]byte(msg)); err != nil {
+		t.Fatalf("round %d: writing on the established connection: %v", round, err)
+	}
+	if echo, err := rd.ReadString('\n'); err != nil || echo != msg {
+		t.Fatalf("round %d: echo %q, %v; want %q", round, echo, err, msg)
 	}
 }

@@ -30,7 +30,7 @@ func (r *router) withRuleFile() {
 // without counters.
 func (r *router) firewalls(save, save6 string) string {
 	r.t.Helper()
-	return stripCounters(r.sh("router", save)) + "--- IPv6\n" + stripCounters(r.sh("router", save6))
+	return lab.StripCounters(r.sh("router", save)) + "--- IPv6\n" + lab.StripCounters(r.sh("router", save6))
 }
 
 func (r *router) recordPath() string { return filepath.Join(r.runDir(), "firewall.record") }

@@ -100,7 +100,7 @@ func TestRepairOutsideInterference(t *testing.T) {
 // kernelStateAll is kernelState with the IPv6 firewall.
 func (r *router) kernelStateAll() string {
 	r.t.Helper()
-	return r.kernelState() + stripCounters(r.sh("router", "ip6tables-save"))
+	return r.kernelState() + lab.StripCounters(r.sh("router", "ip6tables-save"))
 }
 
 // waitSteady waits until two snapshots of the kernel state a second apart

@@ -37,7 +37,7 @@ func (r *router) serve(ns string, port int, reply string) {
 		r.t.Fatalf("starting socat: %v", err)
 	}
 	r.t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	waitFor(r.t, fmt.Sprintf("socat answering on port %d in %s", port, ns), settle, func() bool {
+	lab.WaitFor(r.t, fmt.Sprintf("socat answering on port %d in %s", port, ns), settle, func() bool {
 		got, err := r.fetch(ns, fmt.Sprintf("127.0.0.1:%d", port))
 		return err == nil && got == reply
 	})
@@ -167,7 +167,7 @@ func TestRulesAddRoute(t *testing.T) {
 	t.Cleanup(func() { srv.Process.Kill(); srv.Wait() })
 	// The side network's own host reaches the listener at the address
 	// the LAN is to reach only after add-route.
-	waitFor(t, "the side network's listener answering at 192.168.60.1:7000", settle, func() bool {
+	lab.WaitFor(t, "the side network's listener answering at 192.168.60.1:7000", settle, func() bool {
 		out, err := exec.Command("ip", "netns", "exec", side, "socat", "-T2", "-", "TCP:192.168.60.1:7000,connect-timeout=2").Output()
 		return err == nil && strings.TrimSpace(string(out)) == "side"
 	})

@@ -99,7 +99,7 @@ func TestIPv6ScanRAAndPathMTU(t *testing.T) {
 		"dnsmasq", "-k", "--interface=down0", "--bind-interfaces", "--enable-ra", "--dhcp-range=2001:db8:1::,ra-only,64",
 		"--ra-param=down0,3,600", "--no-resolv", "--no-hosts", "-p", "0", "--log-facility=-",
 		"--pid-file="+filepath.Join(r.dir, "dnsmasq-ra.pid"))
-	waitFor(t, "a default route from ISP 1's router advertisement", 20*time.Second, func() bool {
+	lab.WaitFor(t, "a default route from ISP 1's router advertisement", 20*time.Second, func() bool {
 		out, _ := r.lab.Exec("router", "ip", "-6", "route", "show", "default", "dev", "wan1", "proto", "ra")
 		return strings.Contains(string(out), "via fe80::")
 	})
@@ -131,7 +131,7 @@ func TestIPv6ScanRAAndPathMTU(t *testing.T) {
 		t.Fatal("the LAN host learned the path MTU though packet-too-big was dropped: the check cannot tell")
 	}
 	r.sh("router", "ip6tables", "-D", "FORWARD", "-p", "ipv6-icmp", "--icmpv6-type", "packet-too-big", "-j", "DROP")
-	waitFor(t, "the LAN host to learn the 1280-byte path MTU", 5*time.Second, learned)
+	lab.WaitFor(t, "the LAN host to learn the 1280-byte path MTU", 5*time.Second, learned)
 	if out, err := r.lab.Exec("lan1", "ping", "-6", "-c1", "-W2", "-s", "1232", "-M", "do", v6Server.String()); err != nil {
 		t.Errorf("a 1280-byte ping through the small hop failed: %v\n%s", err, out)
 	}
