@@ -8,7 +8,6 @@ package apply_test
 
 import (
 	"context"
-	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -375,62 +374,4 @@ func diffLines(want, got string) string {
 		}
 	}
 	return b.String()
-}
-
-// refuseFirst is a firewall whose next restore is refused, as
-// iptables-restore refuses a rule the kernel lacks a module for.
-type refuseFirst struct {
-	*kernelfake.Netfilter
-	refused *bool
-}
-
-func (f refuseFirst) RestoreByWriter(ctx context.Context, input string, noflush bool) (int, error) {
-	if !*f.refused {
-		*f.refused = true
-		return 0, errors.New("iptables-restore: line 2 failed")
-	}
-	return f.Netfilter.RestoreByWriter(ctx, input, noflush)
-}
-
-func (f refuseFirst) Restore(ctx context.Context, input string, noflush bool) error {
-	_, err := f.RestoreByWriter(ctx, input, noflush)
-	return err
-}
-
-// TestRefusedIPv4RollsBackIPv6: when both families change, their
-// restores run side by side on nf_tables; an IPv4 restore that fails
-// after the IPv6 one went in takes the IPv6 part back with it.
-func TestRefusedIPv4RollsBackIPv6(t *testing.T) {
-	a, b := scenario(t, "two-isps-balanced"), scenario(t, "one-isp-down")
-	r := newRecording(t)
-	r.setFacts(a)
-	pa, pb := build(t, a), build(t, b)
-	r.rebuild(t, pa)
-	before := r.state(t)
-	// One more rule of ours in IPv6's filter table: both families change.
-	for i, tbl := range pb.Firewall6 {
-		for j, c := range tbl.Chains {
-			if tbl.Name == "filter" && c.Name == "ISPB-INPUT" {
-				c.Rules = append(append([][]string(nil), c.Rules...), []string{"-p", "tcp", "-m", "tcp", "--dport", "2222", "-j", "ACCEPT"})
-				pb.Firewall6[i].Chains[j] = c
-			}
-		}
-	}
-	refused := false
-	r.via = refuseFirst{r.nf, &refused}
-	r.setFacts(b)
-	restores6 := len(r.nf6.Restores())
-	app := r.applier(t)
-	_, err := app.Apply(context.Background(), pb)
-	app.Close()
-	if err == nil || !refused {
-		t.Fatalf("the apply with a refused IPv4 restore returned %v", err)
-	}
-	if n := len(r.nf6.Restores()) - restores6; n < 2 {
-		t.Fatalf("IPv6 was restored %d times; want its change and its rollback", n)
-	}
-	r.setFacts(a)
-	if got := r.state(t); got != before {
-		t.Errorf("after the refused IPv4 restore the kernel differs from before:\n%s", diffLines(before, got))
-	}
 }
