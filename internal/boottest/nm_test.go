@@ -71,47 +71,24 @@ func (r *router) useNetworkManager() {
 	}
 }
 
-// TestNetworkManager is issue step 7, in part: NetworkManager brings the
-// uplinks up at boot; the service balances, follows a renewal that moves
-// the gateway (NetworkManager dispatches no event for it: the monitor's
-// netlink watch catches it), and NetworkManager's reapply, reconnect and
-// `nmcli networking off/on` end balanced again.
+// TestNetworkManager is issue step 7: NetworkManager brings the uplinks
+// up at boot; the service balances, follows a renewal that moves the
+// gateway (NetworkManager dispatches no event for it: the monitor's
+// netlink watch catches it), survives a kill -9 of the monitor, and
+// NetworkManager's reapply, reconnect and `nmcli networking off/on` end
+// balanced again, as does a reboot in which wan1 comes up late. One
+// system serves every step; bootedBalanced's reboot is step 4's ordinary
+// one.
 func TestNetworkManager(t *testing.T) {
 	r := newRouter(t, "bootnm", 2, nmFiles)
 	r.useNetworkManager()
 	dhcp := r.startDHCP("100.64.1.1")
 	r.bootedBalanced("NetworkManager")
 	r.followGatewayMove(&dhcp, "100.64.1.1", "100.64.1.254")
+	r.killMonitor()
 
-	// A reapply keeps wan1's address: NetworkManager may delete nothing
-	// of ispbalance's but, at most, ISP 1's while it re-runs DHCP.
-	deleted := r.watchDeletions()
-	r.sh("nmcli", "device", "reapply", "wan1")
-	d := lab.WaitFor(t, "balanced after the reapply", 30*time.Second, func() bool { return r.balanced("ISP1", "ISP2") })
-	t.Logf("NetworkManager: nmcli device reapply wan1 to balanced %v", d.Round(time.Millisecond))
-	for _, l := range strings.Split(deleted(), "\n") {
-		if l != "" && !strings.Contains(l, "4201") {
-			t.Errorf("the reapply of wan1 deleted more than ISP 1's: %s", l)
-		}
-	}
-
-	for _, step := range [][]string{
-		{"nmcli", "connection", "up", "isp2"},
-		{"nmcli", "networking", "off"},
-	} {
-		r.sh(step...)
-		if step[1] == "networking" {
-			lab.WaitFor(t, "no ISP routing with networking off", 15*time.Second, func() bool { return r.balanced() })
-			r.sh("nmcli", "networking", "on")
-		}
-		d = lab.WaitFor(t, "balanced after "+strings.Join(step, " "), 30*time.Second, func() bool { return r.balanced("ISP1", "ISP2") })
-		t.Logf("NetworkManager: %s to balanced %v", strings.Join(step, " "), d.Round(time.Millisecond))
-	}
-
-	// Step 11: hooks=off turns off every hook, the ifupdown hook that
-	// NetworkManager's 01-ifupdown runs included. A marker script the
-	// dispatcher runs after both says when they are done with an event;
-	// hooks=on, the same reconnect is reported (the control).
+	// The dispatcher runs a marker script after every other one: when it
+	// reports an event, the hooks are done with it.
 	cursor := func() string {
 		out := r.sh("journalctl", "-n", "1", "--show-cursor", "--no-pager", "-o", "cat")
 		for _, l := range strings.Split(out, "\n") {
@@ -132,19 +109,65 @@ func TestNetworkManager(t *testing.T) {
 		}
 		return keep
 	}
-	reconnect := func() string {
+	dispatched := func(after, event string) {
+		t.Helper()
+		lab.WaitFor(t, "the dispatcher done with "+event, 20*time.Second, func() bool { return len(lines(after, "dispatch-marker", event)) > 0 })
+	}
+	reconnect := func(conn, dev string) string {
 		c := cursor()
-		r.sh("nmcli", "connection", "up", "isp2")
-		lab.WaitFor(t, "the dispatcher done with wan2's reconnect", 20*time.Second, func() bool { return len(lines(c, "dispatch-marker", "wan2 up")) > 0 })
+		r.sh("nmcli", "connection", "up", conn)
+		dispatched(c, dev+" up")
 		return c
 	}
-	reconnect() // earlier events dispatched
+
+	// A reapply keeps wan1's address, even one that re-runs DHCP (a
+	// changed DHCP setting): nothing of ispbalance's may go, not even for
+	// a moment.
+	deleted := r.watchDeletions()
+	r.sh("nmcli", "device", "reapply", "wan1")
+	c := cursor()
+	r.sh("nmcli", "device", "modify", "wan1", "ipv4.dhcp-timeout", "50")
+	dispatched(c, "wan1 dhcp4-change")
+	lab.WaitFor(t, "balanced after the reapplies", 10*time.Second, func() bool { return r.balanced("ISP1", "ISP2") })
+	if got := deleted(); got != "" {
+		t.Errorf("NetworkManager's reapply of wan1 deleted ispbalance's rules or routes:\n%s", got)
+	}
+	// A reconnect takes wan1's address away for a moment: ispbalance
+	// takes ISP 1 out itself meanwhile; nothing else of its may go.
+	deleted = r.watchDeletions()
+	start := time.Now()
+	reconnect("isp1", "wan1")
+	lab.WaitFor(t, "balanced after reconnecting wan1", 30*time.Second, func() bool { return r.balanced("ISP1", "ISP2") })
+	t.Logf("NetworkManager: nmcli connection up isp1 to balanced %v", time.Since(start).Round(time.Millisecond))
+	for _, l := range strings.Split(deleted(), "\n") {
+		if l != "" && !strings.Contains(l, "4201") {
+			t.Errorf("reconnecting wan1 deleted more than ISP 1's: %s", l)
+		}
+	}
+
+	for _, step := range [][]string{
+		{"nmcli", "connection", "up", "isp2"},
+		{"nmcli", "networking", "off"},
+	} {
+		r.sh(step...)
+		if step[1] == "networking" {
+			lab.WaitFor(t, "no ISP routing with networking off", 15*time.Second, func() bool { return r.balanced() })
+			r.sh("nmcli", "networking", "on")
+		}
+		d := lab.WaitFor(t, "balanced after "+strings.Join(step, " "), 30*time.Second, func() bool { return r.balanced("ISP1", "ISP2") })
+		t.Logf("NetworkManager: %s to balanced %v", strings.Join(step, " "), d.Round(time.Millisecond))
+	}
+
+	// Step 11: hooks=off turns off every hook, the ifupdown hook that
+	// NetworkManager's 01-ifupdown runs included; hooks=on, the same
+	// reconnect is reported (the control).
+	reconnect("isp2", "wan2") // earlier events dispatched
 	for _, setting := range []string{"hooks=off", "hooks=on"} {
 		if err := r.sys.WriteFile("/etc/network/balance.conf", []byte(balanceConf+setting+"\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		r.sh("systemctl", "reload", "ispbalance")
-		got := lines(reconnect(), "ispbalance", "hook:")
+		got := lines(reconnect("isp2", "wan2"), "ispbalance", "hook:")
 		switch {
 		case setting == "hooks=off" && len(got) > 0:
 			t.Errorf("with hooks=off a hook still acted:\n%s", strings.Join(got, "\n"))
@@ -154,6 +177,13 @@ func TestNetworkManager(t *testing.T) {
 			t.Logf("step 11: hooks=on, a reconnect of wan2 is reported by %d hook runs; hooks=off, by none", len(got))
 		}
 	}
+
+	// Step 4: NetworkManager activates wan1 only once its carrier comes,
+	// after the service started. The reboot's fresh router namespace is
+	// wired to ISP 1's router at its first address: the DHCP server must
+	// announce that one again.
+	dhcp = r.moveGateway(dhcp, "100.64.1.254", "100.64.1.1")
+	r.rebootWithLateUplink()
 }
 
 // bootedBalanced boots the system, installs the package with the lab's
