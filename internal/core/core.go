@@ -133,6 +133,9 @@ func Gather(opts Options, up UpSet) (Facts, error) {
 		return f, err
 	}
 	in := plan.Input{Config: cfg, Links: map[string]plan.Link{}, Up: upSet, Down6: down6, RuleFiles: files}
+	if in.Degraded, in.Degraded6, err = resolveDegraded(cfg, opts.RunDir); err != nil {
+		return f, err
+	}
 	for dev, l := range f.Links {
 		in.Links[dev] = plan.Link{
 			Kernel: l.Kernel, Present: l.Present, Carrier: l.Up, AdminDown: l.AdminDown, Addr: l.Addr,
@@ -197,6 +200,20 @@ func resolveDown6(cfg *config.Config, dir string) (map[string]bool, error) {
 		out[s.Name] = v == state.Down || v == state.LongDown
 	}
 	return out, nil
+}
+
+// resolveDegraded lists the ISPs whose IPv4 and whose IPv6 the running
+// monitor judges degraded (beyond max_rtt_ms or max_jitter_ms).
+func resolveDegraded(cfg *config.Config, runDir string) (v4, v6 map[string]bool, err error) {
+	names, err := state.ReadDegraded(state.DegradedFile(runDir))
+	if err != nil {
+		return nil, nil, err
+	}
+	v4, v6 = map[string]bool{}, map[string]bool{}
+	for _, s := range cfg.ISPs() {
+		v4[s.Name], v6[s.Name] = names[s.Name], names[state.IPv6Name(s.Name)]
+	}
+	return v4, v6, nil
 }
 
 // DryRun prints the plan as a script and changes nothing: no lock, no

@@ -95,6 +95,9 @@ func eventRecord(l *link, ev lsm.Event, now time.Time) render.MonitorEvent {
 // eventReason says in words what lsm's rules saw.
 func eventReason(l *link, ev lsm.Event) string {
 	st, window := ev.Stats, l.window.Size()
+	if ev.State == lsm.Degraded || ev.State == lsm.Up && ev.Prev == lsm.Degraded {
+		return qualityReason(l, ev)
+	}
 	switch ev.State {
 	case lsm.Up:
 		r := fmt.Sprintf("%d replies in a row, %d of %d probes lost", max(st.ConsRcvd, st.ConsRcvdSettled), st.Timeout, window)

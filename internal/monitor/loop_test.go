@@ -34,6 +34,17 @@ type fakeNet struct {
 	mu      sync.Mutex
 	alive   map[netip.Addr]bool
 	counted map[string]uint64
+	// delay is each source's round-trip time; none answers at once.
+	delay map[netip.Addr]time.Duration
+}
+
+func (n *fakeNet) setDelay(src netip.Addr, d time.Duration) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.delay == nil {
+		n.delay = map[netip.Addr]time.Duration{}
+	}
+	n.delay[src] = d
 }
 
 func (n *fakeNet) setAlive(src netip.Addr, alive bool) {
@@ -79,11 +90,13 @@ type fakeConn struct {
 
 func (c *fakeConn) Send(dst netip.Addr, seq int) error {
 	c.net.mu.Lock()
-	alive := c.net.alive[c.src]
+	alive, delay := c.net.alive[c.src], c.net.delay[c.src]
 	c.net.mu.Unlock()
 	if alive {
+		// The reply is stamped as if it had travelled for delay: the
+		// window sees that round-trip time at once.
 		select {
-		case c.replies <- probe.Reply{From: dst, Seq: seq, At: time.Now()}:
+		case c.replies <- probe.Reply{From: dst, Seq: seq, At: time.Now().Add(delay)}:
 		default:
 		}
 	}
@@ -150,8 +163,9 @@ var (
 )
 
 // loopRig runs a monitor of two ISPs whose rebuild plans like the core
-// does: an ISP routes while its recorded verdict is not down, and every
-// ISP routes as a last resort when all are down.
+// does: an ISP routes while its recorded verdict is not down and it is
+// not degraded (unless the other is down or degraded too), and every ISP
+// routes as a last resort when all are down.
 type loopRig struct {
 	net      *fakeNet
 	journal  *journal
@@ -168,6 +182,13 @@ type loopRig struct {
 func (r *loopRig) facts() Facts {
 	up1 := mustState(r.stateDir, "ISP1") != state.Down
 	up2 := mustState(r.stateDir, "ISP2") != state.Down
+	degraded, _ := state.ReadDegraded(filepath.Join(r.stateDir, "degraded"))
+	switch {
+	case up1 && up2 && degraded["ISP1"] && !degraded["ISP2"]:
+		up1 = false
+	case up1 && up2 && degraded["ISP2"] && !degraded["ISP1"]:
+		up2 = false
+	}
 	if !up1 && !up2 {
 		up1, up2 = true, true // last resort
 	}
@@ -197,7 +218,8 @@ func startLoop(t *testing.T, setup func(*loopRig)) *loopRig {
 	}
 	opts := Options{
 		Default: quickSettings(), StateDir: dir, StatusPath: filepath.Join(dir, "monitor.json"),
-		ScriptDir: filepath.Join(dir, "lsm"), FlushConntrack: true,
+		DegradedPath: filepath.Join(dir, "degraded"),
+		ScriptDir:    filepath.Join(dir, "lsm"), FlushConntrack: true,
 		Prober: r.net.open, Count: r.net.count, countEvery: 50 * time.Millisecond,
 		FlushMark: func(mark uint32, _ bool) (uint, error) {
 			r.journal.add("flush %#x", mark)

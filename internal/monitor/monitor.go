@@ -92,6 +92,10 @@ type Options struct {
 	StateDir string
 	// StatusPath receives a JSON snapshot for `ifup-balance -s`.
 	StatusPath string
+	// DegradedPath receives the names of the links beyond their quality
+	// thresholds, for the rebuilds (state.WriteDegraded); empty writes
+	// none.
+	DegradedPath string
 	// FlushConntrack deletes the connection-tracking entries of an ISP
 	// that goes down, so its clients reconnect via a live ISP.
 	FlushConntrack bool
@@ -178,8 +182,11 @@ type link struct {
 	resolved time.Time
 	nextDue  time.Time
 	warning  string
-	metrics  *linkMetrics
-	counts   linkCounts
+	// grade is the verdict of the link's quality thresholds, judged
+	// while lsm's rules say up.
+	grade   lsm.QualityState
+	metrics *linkMetrics
+	counts  linkCounts
 	// pending maps an echo sequence number to the window's.
 	pending map[int]int
 }
@@ -296,6 +303,10 @@ func (m *Monitor) Run(ctx context.Context, ctl Control, ready func()) error {
 	m.metrics.starts.With().Set(float64(m.started.UnixNano()) / 1e9)
 	m.stopMetrics = m.serveMetrics(m.opts.MetricsListen)
 	defer func() { m.stopMetrics() }()
+	// Degraded verdicts are the running monitor's: a list left by one
+	// that crashed must not keep an ISP out, nor one left when it stops.
+	m.writeDegraded()
+	defer m.clearDegraded()
 	// A failed rebuild never stops the monitor: an interface that
 	// vanishes during the first rebuild (NetworkManager taking an address
 	// away) is no reason to leave the router unwatched. It is retried
@@ -819,7 +830,18 @@ func (m *Monitor) decide(name string, l *link, now time.Time, changed *[]string)
 	next, ev, ok := l.decider.Decide(l.state, l.window, now)
 	l.state = next
 	if !ok {
+		if l.state.State == lsm.Up {
+			m.judgeQuality(name, l, now, changed)
+		}
 		return
+	}
+	wasDegraded := l.grade.Degraded
+	l.grade = lsm.QualityState{}
+	if wasDegraded {
+		// It was out of balancing already; scripts and the history say
+		// where it really came from.
+		ev.Prev = lsm.Degraded
+		m.writeDegraded()
 	}
 	l.since = now
 	if l.target.Src.IsValid() {

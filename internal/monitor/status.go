@@ -33,6 +33,14 @@ func (m *Monitor) snapshot(now time.Time) Snapshot {
 			Probing: l.conn != nil, AvgRTTms: ms(q.Mean), P95RTTms: ms(q.P95), JitterMs: ms(q.Stddev),
 			LossPercent: 100 * q.loss, Warning: l.warning, IPv6: l.target.IPv6, InStateSeconds: now.Sub(l.since).Seconds()}
 		is.Traffic = m.traffic(l, totals)
+		is.MaxRTTms, is.MaxJitterMs = ms(l.settings.Quality.MaxRTT), ms(l.settings.Quality.MaxJitter)
+		if l.grade.Degraded {
+			is.State = lsm.Degraded.String()
+			is.Degraded = l.grade.Why
+			if l.target.Routing {
+				is.Degraded += "; still routing: no healthy ISP is left"
+			}
+		}
 		is.HoldSeconds = holdLeft(l.state, now).Seconds()
 		for _, dst := range l.dsts {
 			ts := render.MonitorTarget{Addr: dst.String(), Last: "not probed yet"}
