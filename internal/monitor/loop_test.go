@@ -93,11 +93,18 @@ func (c *fakeConn) Send(dst netip.Addr, seq int) error {
 	alive, delay := c.net.alive[c.src], c.net.delay[c.src]
 	c.net.mu.Unlock()
 	if alive {
-		// The reply is stamped as if it had travelled for delay: the
-		// window sees that round-trip time at once.
-		select {
-		case c.replies <- probe.Reply{From: dst, Seq: seq, At: time.Now().Add(delay)}:
-		default:
+		// The reply really takes delay to come back: with delay above
+		// the probe interval, it arrives after the next probe went out.
+		answer := func() {
+			select {
+			case c.replies <- probe.Reply{From: dst, Seq: seq, At: time.Now()}:
+			default:
+			}
+		}
+		if delay > 0 {
+			time.AfterFunc(delay, answer)
+		} else {
+			answer()
 		}
 	}
 	return nil

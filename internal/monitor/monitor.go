@@ -187,8 +187,16 @@ type link struct {
 	grade   lsm.QualityState
 	metrics *linkMetrics
 	counts  linkCounts
-	// pending maps an echo sequence number to the window's.
-	pending map[int]int
+	// pending maps an echo sequence number to the probe round still
+	// waiting for its first reply.
+	pending map[int]pendingRound
+}
+
+// pendingRound is a round of probes not answered yet: its sequence
+// number in the window and when it went out.
+type pendingRound struct {
+	seq  int
+	sent time.Time
 }
 
 type reply struct {
@@ -585,7 +593,7 @@ func (m *Monitor) setFacts(f Facts) {
 			s := m.linkSettings(t.base())
 			l = &link{settings: s, decider: lsm.NewDecider(s), state: lsm.InitialState(s),
 				window: lsm.NewWindow(s.Window, s.Timeout), results: map[netip.Addr]*targetResult{},
-				pending: map[int]int{}, since: time.Now(), metrics: m.metrics.link(t.base(), t.family())}
+				pending: map[int]pendingRound{}, since: time.Now(), metrics: m.metrics.link(t.base(), t.family())}
 			m.links[t.Service] = l
 		}
 		old := l.target
@@ -679,18 +687,29 @@ func (m *Monitor) recordReply(rp reply) {
 		return // a reply to a socket that has since been replaced
 	}
 	res := l.results[rp.r.From]
-	if res == nil || res.LastSeq != rp.r.Seq {
-		return
+	if res == nil {
+		return // not one of the link's targets
 	}
-	if !res.Replied {
+	counted := false
+	if res.LastSeq == rp.r.Seq {
+		if res.Replied {
+			return // a duplicate
+		}
 		res.Replied = true
 		res.RTT = rp.r.At.Sub(res.SentAt)
 		l.metrics.answer(res.RTT)
+		counted = true
 	}
-	if seq, ok := l.pending[rp.r.Seq]; ok {
+	// A reply to an earlier round counts too: on a link whose RTT
+	// exceeds the probe interval (a satellite, a saturated line) every
+	// reply arrives after the next probe went out.
+	if p, ok := l.pending[rp.r.Seq]; ok {
 		// A round counts as answered when any target answers.
-		l.window.Reply(seq, rp.r.At)
+		l.window.Reply(p.seq, rp.r.At)
 		delete(l.pending, rp.r.Seq)
+		if !counted {
+			l.metrics.answer(rp.r.At.Sub(p.sent))
+		}
 	}
 }
 
@@ -795,7 +814,7 @@ func (m *Monitor) probeDue(ctx context.Context, now time.Time) []string {
 				delete(l.pending, k)
 			}
 		}
-		l.pending[echoSeq] = seq
+		l.pending[echoSeq] = pendingRound{seq: seq, sent: now}
 		if len(l.pending) > 4*l.window.Size() {
 			for k := range l.pending {
 				delete(l.pending, k)

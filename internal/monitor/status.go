@@ -158,7 +158,7 @@ func (m *Monitor) reload(load func() (Options, error)) {
 		s := m.linkSettings(name)
 		if s.Window != l.settings.Window || s.Timeout != l.settings.Timeout {
 			l.window = lsm.NewWindow(s.Window, s.Timeout)
-			l.pending = map[int]int{}
+			l.pending = map[int]pendingRound{}
 		}
 		l.settings, l.decider = s, lsm.NewDecider(s)
 		l.resolved = time.Time{}
