@@ -35,6 +35,8 @@ func MonitorFacts(f Facts) monitor.Facts {
 			isp := f.Plan.ISPs[i]
 			t.Device, t.Src, t.Mark, t.Gateway = isp.Kernel, isp.Addr.Addr(), isp.Mark, isp.Gateway
 			t.Present, t.Carrier, t.Routing = true, isp.Carrier, isp.Routing
+		} else {
+			t.AdminDown = f.Links[s.Device].AdminDown
 		}
 		mf.Targets = append(mf.Targets, t)
 		if i, ok := planned[s.Name]; ok && f.Plan.ISPs[i].HasIPv6() {

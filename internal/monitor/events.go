@@ -107,7 +107,9 @@ func eventReason(l *link, ev lsm.Event) string {
 		return r
 	case lsm.Down:
 		r := fmt.Sprintf("%d of %d probes lost, %d in a row", st.Timeout, window, st.ConsMiss)
-		if !l.target.Present {
+		if l.target.AdminDown {
+			r = "device set down by the admin (no failure for flap damping)"
+		} else if !l.target.Present {
 			r = "device or address gone"
 		} else if !l.target.Carrier {
 			r = "no carrier"

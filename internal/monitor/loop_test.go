@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -182,8 +183,10 @@ type loopRig struct {
 	rebuild func(reason string) (Facts, error)
 	// options, when set, changes the monitor's options before it starts.
 	options func(*Options)
-	cancel  context.CancelFunc
-	done    chan error
+	// adminDown1 makes ISP1's device administratively down in the facts.
+	adminDown1 atomic.Bool
+	cancel     context.CancelFunc
+	done       chan error
 }
 
 func (r *loopRig) facts() Facts {
@@ -199,8 +202,13 @@ func (r *loopRig) facts() Facts {
 	if !up1 && !up2 {
 		up1, up2 = true, true // last resort
 	}
+	isp1 := Target{Service: "ISP1", Device: "wan1", Src: src1, Mark: mark1, Gateway: netip.MustParseAddr("100.64.1.1"), Present: true, Carrier: true, Routing: up1}
+	if r.adminDown1.Load() {
+		// As the core reports an ISP whose device is down: not planned.
+		isp1 = Target{Service: "ISP1", AdminDown: true}
+	}
 	return Facts{Targets: []Target{
-		{Service: "ISP1", Device: "wan1", Src: src1, Mark: mark1, Gateway: netip.MustParseAddr("100.64.1.1"), Present: true, Carrier: true, Routing: up1},
+		isp1,
 		{Service: "ISP2", Device: "wan2", Src: src2, Mark: mark2, Gateway: netip.MustParseAddr("100.64.2.1"), Present: true, Carrier: true, Routing: up2},
 	}}
 }

@@ -30,6 +30,10 @@ type Target struct {
 	Ping    []string
 	Present bool
 	Carrier bool
+	// AdminDown says the admin set the ISP's device down (ifdown, `ip
+	// link set DEV down`): the outage that follows is no failure for flap
+	// damping.
+	AdminDown bool
 	// Routing says the rebuild routes new connections through the ISP,
 	// which it may do for an ISP judged down as a last resort.
 	Routing bool
@@ -846,7 +850,11 @@ func (m *Monitor) probeDue(ctx context.Context, now time.Time) []string {
 }
 
 func (m *Monitor) decide(name string, l *link, now time.Time, changed *[]string) {
+	prev := l.state
 	next, ev, ok := l.decider.Decide(l.state, l.window, now)
+	if ok && ev.State == lsm.Down && l.target.AdminDown {
+		next = lsm.Excuse(prev, next)
+	}
 	l.state = next
 	if !ok {
 		if l.state.State == lsm.Up {
