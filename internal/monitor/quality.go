@@ -69,6 +69,9 @@ func qualityReason(l *link, ev lsm.Event) string {
 	if ev.State == lsm.Degraded {
 		return fmt.Sprintf("%s for %s", l.grade.Why, l.settings.Quality.EnterAfter())
 	}
+	if !l.settings.Quality.On() {
+		return "quality thresholds removed from the configuration"
+	}
 	return fmt.Sprintf("within %.0f %% of its quality thresholds for %s", 100*lsm.RecoverShare, l.settings.Quality.LeaveAfter())
 }
 
