@@ -222,10 +222,12 @@ func Run(ctx context.Context, env Env) int {
 		return 0
 	}
 	if up.Event == nil {
-		// The admin's own run starts balancing again after a stop.
+		// The admin's own run starts balancing again after a stop, and
+		// shows every warning, not only those no rebuild logged yet.
 		if err := core.Resume(opts); err != nil {
 			return fail(err)
 		}
+		opts.EveryWarning = true
 	}
 	facts, err := core.Rebuild(ctx, opts, up, *f.flush || *f.flushLong)
 	if err != nil {

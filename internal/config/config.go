@@ -123,8 +123,36 @@ type Config struct {
 	// ifup-local) do nothing: hooks=off. The monitor still follows links
 	// and leases over netlink.
 	HooksOff bool
+	// MaxRTT and MaxJitter are the monitor's quality thresholds
+	// (max_rtt_ms, max_jitter_ms), by ISP service; the key "" holds the
+	// value for every ISP without one of its own.
+	MaxRTT    map[string]Threshold
+	MaxJitter map[string]Threshold
 	// MonitorOptions are passed to the link monitor.
 	MonitorOptions []Option
+}
+
+// Threshold is one max_rtt_ms or max_jitter_ms line: milliseconds, 0 for
+// no limit.
+type Threshold struct {
+	Millis int
+	Line   int
+}
+
+// MaxThresholdMillis bounds max_rtt_ms and max_jitter_ms: the monitor's
+// probe timeout is at most an hour too.
+const MaxThresholdMillis = 3_600_000
+
+// QualityFor returns service's quality thresholds in milliseconds (0:
+// none): its own lines, else the global ones.
+func (c *Config) QualityFor(service string) (maxRTT, maxJitter int) {
+	pick := func(m map[string]Threshold) int {
+		if t, ok := m[service]; ok {
+			return t.Millis
+		}
+		return m[""].Millis
+	}
+	return pick(c.MaxRTT), pick(c.MaxJitter)
 }
 
 // IPv6Gateway is one ipv6_gateway line.
@@ -276,6 +304,7 @@ var settingName = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
 func Parse(name string, r io.Reader) (*Config, error) {
 	c := &Config{Path: name, Mode: Balanced, InternetSSH: true, FlushConntrack: true, LastResort: LastResortCarrier,
 		IPv6: true, IPv6Gateways: map[string]IPv6Gateway{}, IPv6Prefixes: map[string]IPv6Prefix{}, IPv6NAT: IPv6NATAuto,
+		MaxRTT: map[string]Threshold{}, MaxJitter: map[string]Threshold{},
 		Sticky: StickyConnection, StickyTimeout: DefaultStickyTimeout}
 	var rawGroups []rawGroup
 	seenSetting := map[string]int{}
@@ -448,6 +477,34 @@ func Parse(name string, r io.Reader) (*Config, error) {
 				default:
 					return nil, fail("last_resort must be %q or %q, not %q", LastResortCarrier, LastResortUnreachable, value)
 				}
+			case "max_rtt_ms", "max_jitter_ms":
+				dst := c.MaxRTT
+				if key == "max_jitter_ms" {
+					dst = c.MaxJitter
+				}
+				// "300" for every ISP, "CABLE 500" for one, as ipv6_gateway
+				// names its ISP.
+				f := strings.Fields(value)
+				svc, num := "", value
+				switch len(f) {
+				case 1:
+					num = f[0]
+				case 2:
+					svc, num = f[0], f[1]
+				default:
+					return nil, fail("%s wants MILLISECONDS or SERVICE MILLISECONDS, not %q", key, value)
+				}
+				n, err := strconv.Atoi(num)
+				if err != nil || n < 0 || n > MaxThresholdMillis {
+					return nil, fail("%s: %q is not a whole number of milliseconds from 0 (no limit) to %d", key, num, MaxThresholdMillis)
+				}
+				if prev, dup := dst[svc]; dup {
+					if svc == "" {
+						return nil, fail("%s is set again (first at line %d)", key, prev.Line)
+					}
+					return nil, fail("%s for %s is set again (first at line %d)", key, svc, prev.Line)
+				}
+				dst[svc] = Threshold{Millis: n, Line: lineNo}
 			case "metrics_listen":
 				if prev, dup := seenSetting[key]; dup {
 					return nil, fail("metrics_listen is set again (first at line %d)", prev)
@@ -507,6 +564,16 @@ func Parse(name string, r io.Reader) (*Config, error) {
 	for svc, pfx := range c.IPv6Prefixes {
 		if s, ok := c.Service(svc); !ok || s.Role != RoleISP {
 			return nil, &LineError{File: name, Line: pfx.Line, Msg: fmt.Sprintf("ipv6_prefix names %q, which is no isp service", svc)}
+		}
+	}
+	for _, th := range []struct {
+		key string
+		m   map[string]Threshold
+	}{{"max_rtt_ms", c.MaxRTT}, {"max_jitter_ms", c.MaxJitter}} {
+		for svc, v := range th.m {
+			if s, ok := c.Service(svc); svc != "" && (!ok || s.Role != RoleISP) {
+				return nil, &LineError{File: name, Line: v.Line, Msg: fmt.Sprintf("%s names %q, which is no isp service", th.key, svc)}
+			}
 		}
 	}
 	groups, err := expandGroups(name, rawGroups, c.Services)

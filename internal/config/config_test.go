@@ -52,6 +52,8 @@ func TestParseSample(t *testing.T) {
 		IPv6:           true,
 		IPv6Gateways:   map[string]IPv6Gateway{},
 		IPv6Prefixes:   map[string]IPv6Prefix{},
+		MaxRTT:         map[string]Threshold{},
+		MaxJitter:      map[string]Threshold{},
 		IPv6NAT:        IPv6NATAuto,
 		Sticky:         StickyConnection,
 		StickyTimeout:  DefaultStickyTimeout,
@@ -68,6 +70,26 @@ func TestParseSample(t *testing.T) {
 	}
 	if got := c.ISPs(); len(got) != 2 || got[0].Name != "CABLE" || got[1].Name != "DSL" {
 		t.Errorf("ISPs() = %v, want CABLE, DSL in name order", got)
+	}
+}
+
+// TestQualityThresholds: a global value applies to every ISP without one
+// of its own; 0 exempts an ISP from the global value.
+func TestQualityThresholds(t *testing.T) {
+	c, err := Parse("b", strings.NewReader("A eth0 isp\nB eth1 isp\nSAT eth2 isp\nmax_rtt_ms=300\nmax_rtt_ms=B 500\nmax_rtt_ms=SAT 0\nmax_jitter_ms=A 40\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		svc         string
+		rtt, jitter int
+	}{{"A", 300, 40}, {"B", 500, 0}, {"SAT", 0, 0}} {
+		if rtt, jitter := c.QualityFor(tc.svc); rtt != tc.rtt || jitter != tc.jitter {
+			t.Errorf("%s: max_rtt_ms %d max_jitter_ms %d, want %d and %d", tc.svc, rtt, jitter, tc.rtt, tc.jitter)
+		}
+	}
+	if len(c.MonitorOptions) != 0 {
+		t.Errorf("quality thresholds reached the lsm options: %v", c.MonitorOptions)
 	}
 }
 
@@ -105,6 +127,12 @@ var parseErrorCases = []struct {
 	{"ipv6_prefix service", "A eth0 isp\nL eth1 lan\nipv6_prefix=L 2001:db8::/56\n", 3, `names "L", which is no isp service`},
 	{"ipv6_prefix twice", "A eth0 isp\nipv6_prefix=A 2001:db8::/56\nipv6_prefix=A 2001:db8:1::/56\n", 3, `set again (first at line 2)`},
 	{"ipv6_prefix fields", "A eth0 isp\nipv6_prefix=2001:db8::/56\n", 2, `ipv6_prefix wants SERVICE PREFIX`},
+	{"max_rtt_ms word", "A eth0 isp\nmax_rtt_ms=fast\n", 2, `max_rtt_ms: "fast" is not a whole number of milliseconds`},
+	{"max_rtt_ms negative", "A eth0 isp\nmax_rtt_ms=A -1\n", 2, `max_rtt_ms: "-1" is not a whole number`},
+	{"max_rtt_ms twice", "A eth0 isp\nmax_rtt_ms=300\nmax_rtt_ms=400\n", 3, `max_rtt_ms is set again (first at line 2)`},
+	{"max_jitter_ms isp twice", "A eth0 isp\nmax_jitter_ms=A 30\nmax_jitter_ms=A 40\n", 3, `max_jitter_ms for A is set again (first at line 2)`},
+	{"max_jitter_ms fields", "A eth0 isp\nmax_jitter_ms=A 30 ms\n", 2, `max_jitter_ms wants MILLISECONDS or SERVICE MILLISECONDS`},
+	{"max_rtt_ms lan", "A eth0 isp\nL eth1 lan\nmax_rtt_ms=L 300\n", 3, `max_rtt_ms names "L", which is no isp service`},
 	{"ipv6_nat", "A eth0 isp\nipv6_nat=npt\n", 2, `ipv6_nat must be auto, failover or off, not "npt"`},
 	{"ipv6_nat twice", "A eth0 isp\nipv6_nat=off\nipv6_nat=auto\n", 3, `ipv6_nat is set again`},
 	{"duplicate service", "A eth0 isp\n\nA eth1 isp\n", 3, "service A is defined again (first at line 1)"},

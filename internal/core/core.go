@@ -40,6 +40,9 @@ type Options struct {
 	// Echo receives every change as a command line (-v); nil is quiet.
 	Echo io.Writer
 	Log  *slog.Logger
+	// EveryWarning logs every warning of a rebuild, also those an
+	// earlier rebuild logged already: the admin's own run wants them all.
+	EveryWarning bool
 }
 
 // DefaultRunDir holds runtime files: locks, pid file, monitor status.
@@ -133,6 +136,9 @@ func Gather(opts Options, up UpSet) (Facts, error) {
 		return f, err
 	}
 	in := plan.Input{Config: cfg, Links: map[string]plan.Link{}, Up: upSet, Down6: down6, RuleFiles: files}
+	if in.Degraded, in.Degraded6, err = resolveDegraded(cfg, opts.RunDir); err != nil {
+		return f, err
+	}
 	for dev, l := range f.Links {
 		in.Links[dev] = plan.Link{
 			Kernel: l.Kernel, Present: l.Present, Carrier: l.Up, AdminDown: l.AdminDown, Addr: l.Addr,
@@ -197,6 +203,20 @@ func resolveDown6(cfg *config.Config, dir string) (map[string]bool, error) {
 		out[s.Name] = v == state.Down || v == state.LongDown
 	}
 	return out, nil
+}
+
+// resolveDegraded lists the ISPs whose IPv4 and whose IPv6 the running
+// monitor judges degraded (beyond max_rtt_ms or max_jitter_ms).
+func resolveDegraded(cfg *config.Config, runDir string) (v4, v6 map[string]bool, err error) {
+	names, err := state.ReadDegraded(state.DegradedFile(runDir))
+	if err != nil {
+		return nil, nil, err
+	}
+	v4, v6 = map[string]bool{}, map[string]bool{}
+	for _, s := range cfg.ISPs() {
+		v4[s.Name], v6[s.Name] = names[s.Name], names[state.IPv6Name(s.Name)]
+	}
+	return v4, v6, nil
 }
 
 // DryRun prints the plan as a script and changes nothing: no lock, no
@@ -340,24 +360,31 @@ func applierOptions(opts Options, log *slog.Logger) apply.Options {
 const maxApplyAttempts = 3
 
 // logPlanNotes says what the plan left out or could not use, and loudly
-// when it routes as a last resort.
+// when it routes as a last resort. A warning whose condition lasts (an
+// uplink whose DHCP client has not finished, a lease file not written
+// yet) is logged by the first rebuild that meets it, not by every hook
+// event's rebuild after it; once a rebuild no longer meets it, that is
+// logged, and it is logged again should it come back.
 func logPlanNotes(opts Options, f Facts) {
+	var warnings []planWarning
+	warn := func(msg string, attrs ...any) { warnings = append(warnings, planWarning{msg, attrs}) }
 	for _, dev := range slices.Sorted(maps.Keys(f.Links)) {
 		for _, w := range f.Links[dev].Warnings {
-			opts.Log.Warn("discovery: "+w, "device", dev)
+			warn("discovery: "+w, "device", dev)
 		}
 	}
 	for _, s := range f.Plan.Skipped {
-		opts.Log.Warn("service skipped until its device is ready", "service", s.Service, "device", s.Device, "reason", s.Reason)
+		warn("service skipped until its device is ready", "service", s.Service, "device", s.Device, "reason", s.Reason)
 	}
 	for _, isp := range f.Plan.ISPs {
 		for _, w := range isp.Warnings {
-			opts.Log.Warn(w, "service", isp.Name, "device", isp.Device)
+			warn(w, "service", isp.Name, "device", isp.Device)
 		}
 	}
 	for _, n := range f.RuleNotes {
-		opts.Log.Warn("rule files: " + n.String())
+		warn("rule files: " + n.String())
 	}
+	logOnce(opts, warnings)
 	for _, n := range f.Plan.Notes {
 		opts.Log.Info("rule files: " + n)
 	}
@@ -373,6 +400,72 @@ func logPlanNotes(opts Options, f Facts) {
 	if f.Plan.LastResort6 {
 		opts.Log.Error("LAST RESORT (IPv6): every ISP's IPv6 is judged down; IPv6 goes through every ISP that routes IPv4 so the LAN keeps its IPv6")
 	}
+}
+
+// planWarning is one warning of a rebuild, as it is logged.
+type planWarning struct {
+	msg   string
+	attrs []any
+}
+
+// key identifies a warning among those of earlier rebuilds.
+func (w planWarning) key() string {
+	k := w.msg
+	for i := 0; i+1 < len(w.attrs); i += 2 {
+		k += fmt.Sprintf(" %v=%v", w.attrs[i], w.attrs[i+1])
+	}
+	return strings.ReplaceAll(k, "\n", " ")
+}
+
+// warnedPath records the warnings the latest rebuild met, one a line, in
+// the run directory: rebuilds of the monitor, of hooks and of the command
+// line share it (under the rebuild lock), and a reboot forgets it.
+func warnedPath(opts Options) string { return filepath.Join(opts.RunDir, "warnings") }
+
+// logOnce logs the warnings that the previous rebuild did not meet, says
+// which of its warnings no longer hold, and records the current ones.
+func logOnce(opts Options, warnings []planWarning) {
+	before := map[string]bool{}
+	if data, err := os.ReadFile(warnedPath(opts)); err == nil {
+		for _, k := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+			if k != "" {
+				before[k] = true
+			}
+		}
+	}
+	now := map[string]bool{}
+	var keys []string
+	for _, w := range warnings {
+		k := w.key()
+		if now[k] {
+			continue
+		}
+		now[k] = true
+		keys = append(keys, k)
+		if !before[k] || opts.EveryWarning {
+			opts.Log.Warn(w.msg, w.attrs...)
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(before)) {
+		if !now[k] {
+			opts.Log.Info("warning cleared", "warning", k)
+		}
+	}
+	if maps.Equal(before, now) {
+		return
+	}
+	path := warnedPath(opts)
+	if len(keys) == 0 {
+		os.Remove(path)
+		return
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strings.Join(keys, "\n")+"\n"), 0o644); err == nil {
+		if os.Rename(tmp, path) != nil {
+			os.Remove(tmp)
+		}
+	}
+	// Failing to record only means the warnings are logged again.
 }
 
 // recordVerdicts writes the state files after a successful apply, so a

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"path/filepath"
+	"time"
 
 	"github.com/ispbalance/ispbalance/internal/apply"
 	"github.com/ispbalance/ispbalance/internal/config"
@@ -34,6 +35,8 @@ func MonitorFacts(f Facts) monitor.Facts {
 			isp := f.Plan.ISPs[i]
 			t.Device, t.Src, t.Mark, t.Gateway = isp.Kernel, isp.Addr.Addr(), isp.Mark, isp.Gateway
 			t.Present, t.Carrier, t.Routing = true, isp.Carrier, isp.Routing
+		} else {
+			t.AdminDown = f.Links[s.Device].AdminDown
 		}
 		mf.Targets = append(mf.Targets, t)
 		if i, ok := planned[s.Name]; ok && f.Plan.ISPs[i].HasIPv6() {
@@ -101,6 +104,7 @@ func MonitorOptions(opts Options, lsmConfig string) (monitor.Options, error) {
 		Files:           cfg.Files,
 		StateDir:        opts.StateDir,
 		StatusPath:      filepath.Join(opts.RunDir, "monitor.json"),
+		DegradedPath:    state.DegradedFile(opts.RunDir),
 		FlushConntrack:  cfg.FlushConntrack,
 		MetricsListen:   cfg.MetricsListen,
 		MetricsTextfile: cfg.MetricsTextfile,
@@ -115,6 +119,19 @@ func MonitorOptions(opts Options, lsmConfig string) (monitor.Options, error) {
 			mo.Settings[c.Name] = c
 		}
 		mo.Groups = lc.Groups
+	}
+	// Quality thresholds are balance.conf's, per ISP or for all, over
+	// whichever lsm settings the ISP has.
+	for _, s := range cfg.ISPs() {
+		set, ok := mo.Settings[s.Name]
+		if !ok {
+			set = def
+		}
+		rtt, jitter := cfg.QualityFor(s.Name)
+		set.Quality = lsm.Quality{MaxRTT: time.Duration(rtt) * time.Millisecond, MaxJitter: time.Duration(jitter) * time.Millisecond}
+		if ok || set.Quality.On() {
+			mo.Settings[s.Name] = set
+		}
 	}
 	return mo, nil
 }

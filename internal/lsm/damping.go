@@ -54,6 +54,15 @@ func (d Damping) Fail(f Flaps, now time.Time) Flaps {
 	return f
 }
 
+// Excuse returns next, a link's state after a transition to down from
+// prev, without what damping made of that failure: the memory prev had
+// and no hold. An outage the admin made on purpose (the device set
+// administratively down) is no sign of a flapping link.
+func Excuse(prev, next LinkState) LinkState {
+	next.Flaps, next.Hold = prev.Flaps, 0
+	return next
+}
+
 // Hold returns how long the up rule must hold before a link whose latest
 // failure left memory f goes up.
 func (d Damping) Hold(f Flaps) time.Duration {

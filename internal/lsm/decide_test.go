@@ -311,3 +311,20 @@ func TestTrust(t *testing.T) {
 		t.Error("Trust of an up link made a transition")
 	}
 }
+
+// TestExcuse: a down transition excused as the admin's doing leaves the
+// damping memory as it was before, with no hold.
+func TestExcuse(t *testing.T) {
+	d := Damping{Calm: time.Minute, BaseHold: 10 * time.Second, MaxHold: time.Minute}
+	t0 := time.Unix(1000, 0)
+	prev := LinkState{State: Up, Flaps: Flaps{Streak: 1, UpAt: t0}}
+	next := LinkState{State: Down, DownAt: t0.Add(time.Second), Flaps: d.Fail(prev.Flaps, t0.Add(time.Second))}
+	next.Hold = d.Hold(next.Flaps)
+	if next.Hold == 0 {
+		t.Fatal("the test's failure is not held to begin with")
+	}
+	got := Excuse(prev, next)
+	if got.Hold != 0 || got.Flaps != prev.Flaps || got.State != Down || !got.DownAt.Equal(next.DownAt) {
+		t.Errorf("excused: %+v", got)
+	}
+}

@@ -65,6 +65,9 @@ type Settings struct {
 	// counts from the second newest probe, in flight or not; false keeps
 	// that.
 	PassInFlight bool
+	// Quality holds the latency and jitter thresholds beyond which a link
+	// that is up is degraded; the zero value has none, as lsm.
+	Quality Quality
 }
 
 // FoolsmDefaults returns foolsm's built-in defaults (lsm/config.c

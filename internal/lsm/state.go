@@ -13,9 +13,14 @@ const (
 	// LongDown is Down after long_down_time; it behaves like Down except
 	// that it is not entered twice.
 	LongDown
+	// Degraded is not lsm's: it names a link that lsm's rules judge up
+	// but whose quality thresholds (Quality) it exceeds, in the events,
+	// scripts and status that report it. The state machine never enters
+	// it, and status= does not take it.
+	Degraded
 )
 
-var stateNames = [...]string{"down", "up", "unknown", "long_down"}
+var stateNames = [...]string{"down", "up", "unknown", "long_down", "degraded"}
 
 // String returns lsm's name of the state, as passed to event scripts.
 func (s State) String() string {

@@ -95,6 +95,9 @@ func eventRecord(l *link, ev lsm.Event, now time.Time) render.MonitorEvent {
 // eventReason says in words what lsm's rules saw.
 func eventReason(l *link, ev lsm.Event) string {
 	st, window := ev.Stats, l.window.Size()
+	if ev.State == lsm.Degraded || ev.State == lsm.Up && ev.Prev == lsm.Degraded {
+		return qualityReason(l, ev)
+	}
 	switch ev.State {
 	case lsm.Up:
 		r := fmt.Sprintf("%d replies in a row, %d of %d probes lost", max(st.ConsRcvd, st.ConsRcvdSettled), st.Timeout, window)
@@ -104,7 +107,9 @@ func eventReason(l *link, ev lsm.Event) string {
 		return r
 	case lsm.Down:
 		r := fmt.Sprintf("%d of %d probes lost, %d in a row", st.Timeout, window, st.ConsMiss)
-		if !l.target.Present {
+		if l.target.AdminDown {
+			r = "device set down by the admin (no failure for flap damping)"
+		} else if !l.target.Present {
 			r = "device or address gone"
 		} else if !l.target.Carrier {
 			r = "no carrier"

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -34,6 +35,17 @@ type fakeNet struct {
 	mu      sync.Mutex
 	alive   map[netip.Addr]bool
 	counted map[string]uint64
+	// delay is each source's round-trip time; none answers at once.
+	delay map[netip.Addr]time.Duration
+}
+
+func (n *fakeNet) setDelay(src netip.Addr, d time.Duration) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.delay == nil {
+		n.delay = map[netip.Addr]time.Duration{}
+	}
+	n.delay[src] = d
 }
 
 func (n *fakeNet) setAlive(src netip.Addr, alive bool) {
@@ -79,12 +91,21 @@ type fakeConn struct {
 
 func (c *fakeConn) Send(dst netip.Addr, seq int) error {
 	c.net.mu.Lock()
-	alive := c.net.alive[c.src]
+	alive, delay := c.net.alive[c.src], c.net.delay[c.src]
 	c.net.mu.Unlock()
 	if alive {
-		select {
-		case c.replies <- probe.Reply{From: dst, Seq: seq, At: time.Now()}:
-		default:
+		// The reply really takes delay to come back: with delay above
+		// the probe interval, it arrives after the next probe went out.
+		answer := func() {
+			select {
+			case c.replies <- probe.Reply{From: dst, Seq: seq, At: time.Now()}:
+			default:
+			}
+		}
+		if delay > 0 {
+			time.AfterFunc(delay, answer)
+		} else {
+			answer()
 		}
 	}
 	return nil
@@ -150,8 +171,9 @@ var (
 )
 
 // loopRig runs a monitor of two ISPs whose rebuild plans like the core
-// does: an ISP routes while its recorded verdict is not down, and every
-// ISP routes as a last resort when all are down.
+// does: an ISP routes while its recorded verdict is not down and it is
+// not degraded (unless the other is down or degraded too), and every ISP
+// routes as a last resort when all are down.
 type loopRig struct {
 	net      *fakeNet
 	journal  *journal
@@ -161,18 +183,32 @@ type loopRig struct {
 	rebuild func(reason string) (Facts, error)
 	// options, when set, changes the monitor's options before it starts.
 	options func(*Options)
-	cancel  context.CancelFunc
-	done    chan error
+	// adminDown1 makes ISP1's device administratively down in the facts.
+	adminDown1 atomic.Bool
+	cancel     context.CancelFunc
+	done       chan error
 }
 
 func (r *loopRig) facts() Facts {
 	up1 := mustState(r.stateDir, "ISP1") != state.Down
 	up2 := mustState(r.stateDir, "ISP2") != state.Down
+	degraded, _ := state.ReadDegraded(filepath.Join(r.stateDir, "degraded"))
+	switch {
+	case up1 && up2 && degraded["ISP1"] && !degraded["ISP2"]:
+		up1 = false
+	case up1 && up2 && degraded["ISP2"] && !degraded["ISP1"]:
+		up2 = false
+	}
 	if !up1 && !up2 {
 		up1, up2 = true, true // last resort
 	}
+	isp1 := Target{Service: "ISP1", Device: "wan1", Src: src1, Mark: mark1, Gateway: netip.MustParseAddr("100.64.1.1"), Present: true, Carrier: true, Routing: up1}
+	if r.adminDown1.Load() {
+		// As the core reports an ISP whose device is down: not planned.
+		isp1 = Target{Service: "ISP1", AdminDown: true}
+	}
 	return Facts{Targets: []Target{
-		{Service: "ISP1", Device: "wan1", Src: src1, Mark: mark1, Gateway: netip.MustParseAddr("100.64.1.1"), Present: true, Carrier: true, Routing: up1},
+		isp1,
 		{Service: "ISP2", Device: "wan2", Src: src2, Mark: mark2, Gateway: netip.MustParseAddr("100.64.2.1"), Present: true, Carrier: true, Routing: up2},
 	}}
 }
@@ -197,7 +233,8 @@ func startLoop(t *testing.T, setup func(*loopRig)) *loopRig {
 	}
 	opts := Options{
 		Default: quickSettings(), StateDir: dir, StatusPath: filepath.Join(dir, "monitor.json"),
-		ScriptDir: filepath.Join(dir, "lsm"), FlushConntrack: true,
+		DegradedPath: filepath.Join(dir, "degraded"),
+		ScriptDir:    filepath.Join(dir, "lsm"), FlushConntrack: true,
 		Prober: r.net.open, Count: r.net.count, countEvery: 50 * time.Millisecond,
 		FlushMark: func(mark uint32, _ bool) (uint, error) {
 			r.journal.add("flush %#x", mark)

@@ -23,7 +23,7 @@ const (
 
 // states are the values of ispbalance_isp_state's state label: exactly
 // one of them is 1 for a link.
-var states = []string{lsm.Up.String(), lsm.Down.String(), lsm.LongDown.String(), lsm.Unknown.String()}
+var states = []string{lsm.Up.String(), lsm.Down.String(), lsm.LongDown.String(), lsm.Unknown.String(), lsm.Degraded.String()}
 
 // monitorMetrics are the monitor's Prometheus metrics.
 type monitorMetrics struct {
@@ -116,6 +116,9 @@ func (lm *linkMetrics) changed(to string) {
 func (lm *linkMetrics) publish(l *link, now time.Time) {
 	mm, isp, fam := lm.mm, lm.isp, lm.family
 	cur := l.state.State.String()
+	if l.grade.Degraded {
+		cur = lsm.Degraded.String()
+	}
 	for _, s := range states {
 		mm.state.With(isp, fam, s).Set(boolValue(s == cur))
 	}

@@ -30,6 +30,10 @@ type Target struct {
 	Ping    []string
 	Present bool
 	Carrier bool
+	// AdminDown says the admin set the ISP's device down (ifdown, `ip
+	// link set DEV down`): the outage that follows is no failure for flap
+	// damping.
+	AdminDown bool
 	// Routing says the rebuild routes new connections through the ISP,
 	// which it may do for an ISP judged down as a last resort.
 	Routing bool
@@ -92,6 +96,10 @@ type Options struct {
 	StateDir string
 	// StatusPath receives a JSON snapshot for `ifup-balance -s`.
 	StatusPath string
+	// DegradedPath receives the names of the links beyond their quality
+	// thresholds, for the rebuilds (state.WriteDegraded); empty writes
+	// none.
+	DegradedPath string
 	// FlushConntrack deletes the connection-tracking entries of an ISP
 	// that goes down, so its clients reconnect via a live ISP.
 	FlushConntrack bool
@@ -178,15 +186,26 @@ type link struct {
 	resolved time.Time
 	nextDue  time.Time
 	warning  string
-	metrics  *linkMetrics
-	counts   linkCounts
-	// pending maps an echo sequence number to the window's.
-	pending map[int]int
+	// grade is the verdict of the link's quality thresholds, judged
+	// while lsm's rules say up.
+	grade   lsm.QualityState
+	metrics *linkMetrics
+	counts  linkCounts
+	// pending maps an echo sequence number to the probe round still
+	// waiting for its first reply.
+	pending map[int]pendingRound
 	// burst counts the probes still to send at burstSpacing after the
 	// link was given a new gateway; until trustUntil, a reply to one of
 	// them brings the link up at once (see newGateway).
 	burst      int
 	trustUntil time.Time
+}
+
+// pendingRound is a round of probes not answered yet: its sequence
+// number in the window and when it went out.
+type pendingRound struct {
+	seq  int
+	sent time.Time
 }
 
 // A new gateway is probed burstProbes times burstSpacing apart, and
@@ -309,6 +328,10 @@ func (m *Monitor) Run(ctx context.Context, ctl Control, ready func()) error {
 	m.metrics.starts.With().Set(float64(m.started.UnixNano()) / 1e9)
 	m.stopMetrics = m.serveMetrics(m.opts.MetricsListen)
 	defer func() { m.stopMetrics() }()
+	// Degraded verdicts are the running monitor's: a list left by one
+	// that crashed must not keep an ISP out, nor one left when it stops.
+	m.writeDegraded()
+	defer m.clearDegraded()
 	// A failed rebuild never stops the monitor: an interface that
 	// vanishes during the first rebuild (NetworkManager taking an address
 	// away) is no reason to leave the router unwatched. It is retried
@@ -589,7 +612,7 @@ func (m *Monitor) setFacts(f Facts) {
 			s := m.linkSettings(t.base())
 			l = &link{settings: s, decider: lsm.NewDecider(s), state: lsm.InitialState(s),
 				window: lsm.NewWindow(s.Window, s.Timeout), results: map[netip.Addr]*targetResult{},
-				pending: map[int]int{}, since: time.Now(), metrics: m.metrics.link(t.base(), t.family())}
+				pending: map[int]pendingRound{}, since: time.Now(), metrics: m.metrics.link(t.base(), t.family())}
 			m.links[t.Service] = l
 		}
 		old := l.target
@@ -655,7 +678,7 @@ func (m *Monitor) hasISP(isp string) bool {
 func (m *Monitor) newGateway(l *link, old netip.Addr, now time.Time) {
 	m.log.Info("isp has a new gateway: probing it at once", "isp", l.target.Service, "old", old, "new", l.target.Gateway)
 	l.window = lsm.NewWindow(l.settings.Window, l.settings.Timeout)
-	l.pending = map[int]int{}
+	l.pending = map[int]pendingRound{}
 	l.results = map[netip.Addr]*targetResult{}
 	// Probing the old gateway (the fallback while no configured target
 	// resolves) must not outlive it.
@@ -707,20 +730,32 @@ func (m *Monitor) recordReply(rp reply) string {
 		return "" // a reply to a socket that has since been replaced
 	}
 	res := l.results[rp.r.From]
-	if res == nil || res.LastSeq != rp.r.Seq {
-		return ""
+	if res == nil {
+		return "" // not one of the link's targets
 	}
-	if !res.Replied {
+	counted := false
+	if res.LastSeq == rp.r.Seq {
+		if res.Replied {
+			return "" // a duplicate
+		}
 		res.Replied = true
 		res.RTT = rp.r.At.Sub(res.SentAt)
 		l.metrics.answer(res.RTT)
+		counted = true
 	}
-	if seq, ok := l.pending[rp.r.Seq]; ok {
+	// A reply to an earlier round counts too: on a link whose RTT
+	// exceeds the probe interval (a satellite, a saturated line) every
+	// reply arrives after the next probe went out.
+	p, awaited := l.pending[rp.r.Seq]
+	if awaited {
 		// A round counts as answered when any target answers.
-		l.window.Reply(seq, rp.r.At)
+		l.window.Reply(p.seq, rp.r.At)
 		delete(l.pending, rp.r.Seq)
+		if !counted {
+			l.metrics.answer(rp.r.At.Sub(p.sent))
+		}
 	}
-	if l.trustUntil.IsZero() {
+	if (!counted && !awaited) || l.trustUntil.IsZero() {
 		return ""
 	}
 	trusted := rp.r.At.Before(l.trustUntil)
@@ -844,7 +879,7 @@ func (m *Monitor) probeDue(ctx context.Context, now time.Time) []string {
 				delete(l.pending, k)
 			}
 		}
-		l.pending[echoSeq] = seq
+		l.pending[echoSeq] = pendingRound{seq: seq, sent: now}
 		if len(l.pending) > 4*l.window.Size() {
 			for k := range l.pending {
 				delete(l.pending, k)
@@ -876,10 +911,25 @@ func (m *Monitor) probeDue(ctx context.Context, now time.Time) []string {
 }
 
 func (m *Monitor) decide(name string, l *link, now time.Time, changed *[]string) {
+	prev := l.state
 	next, ev, ok := l.decider.Decide(l.state, l.window, now)
+	if ok && ev.State == lsm.Down && l.target.AdminDown {
+		next = lsm.Excuse(prev, next)
+	}
 	l.state = next
 	if !ok {
+		if l.state.State == lsm.Up {
+			m.judgeQuality(name, l, now, changed)
+		}
 		return
+	}
+	wasDegraded := l.grade.Degraded
+	l.grade = lsm.QualityState{}
+	if wasDegraded {
+		// It was out of balancing already; scripts and the history say
+		// where it really came from.
+		ev.Prev = lsm.Degraded
+		m.writeDegraded()
 	}
 	l.since = now
 	m.fillEvent(l, &ev)

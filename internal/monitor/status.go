@@ -33,6 +33,14 @@ func (m *Monitor) snapshot(now time.Time) Snapshot {
 			Probing: l.conn != nil, AvgRTTms: ms(q.Mean), P95RTTms: ms(q.P95), JitterMs: ms(q.Stddev),
 			LossPercent: 100 * q.loss, Warning: l.warning, IPv6: l.target.IPv6, InStateSeconds: now.Sub(l.since).Seconds()}
 		is.Traffic = m.traffic(l, totals)
+		is.MaxRTTms, is.MaxJitterMs = ms(l.settings.Quality.MaxRTT), ms(l.settings.Quality.MaxJitter)
+		if l.grade.Degraded {
+			is.State = lsm.Degraded.String()
+			is.Degraded = l.grade.Why
+			if l.target.Routing {
+				is.Degraded += "; still routing: no healthy ISP is left"
+			}
+		}
 		is.HoldSeconds = holdLeft(l.state, now).Seconds()
 		for _, dst := range l.dsts {
 			ts := render.MonitorTarget{Addr: dst.String(), Last: "not probed yet"}
@@ -150,7 +158,7 @@ func (m *Monitor) reload(load func() (Options, error)) {
 		s := m.linkSettings(name)
 		if s.Window != l.settings.Window || s.Timeout != l.settings.Timeout {
 			l.window = lsm.NewWindow(s.Window, s.Timeout)
-			l.pending = map[int]int{}
+			l.pending = map[int]pendingRound{}
 		}
 		l.settings, l.decider = s, lsm.NewDecider(s)
 		l.resolved = time.Time{}

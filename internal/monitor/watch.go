@@ -166,7 +166,14 @@ func (m *Monitor) watchLoop(ctx context.Context, seen map[string]linkFacts, link
 				}
 			}
 			if name := nameOf(r.LinkIndex); watchedDevices.has(name) {
-				send(out, fmt.Sprintf("route via %s on %s changed", r.Gw, name))
+				// A new gateway's route and the old one's removal come as
+				// two events; the reason says which, so the log does not
+				// present the old gateway as the news.
+				what := "added"
+				if u.Type == unix.RTM_DELROUTE {
+					what = "removed"
+				}
+				send(out, fmt.Sprintf("route via %s on %s %s", r.Gw, name, what))
 			}
 		}
 	}

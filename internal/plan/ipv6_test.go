@@ -235,3 +235,18 @@ func TestRulesSpelledAsSaved(t *testing.T) {
 		}
 	}
 }
+
+// TestDegradedIPv6: an ISP whose IPv6 alone is degraded leaves IPv6
+// balancing while another ISP's IPv6 is healthy, and keeps its IPv4.
+func TestDegradedIPv6(t *testing.T) {
+	cfg, _ := config.Parse("b", strings.NewReader("A wan1 isp\nB wan2 isp\nLAN lan1 lan\n"))
+	links := map[string]plan.Link{"wan1": dualISP(1), "wan2": dualISP(2), "lan1": plantest.LAN(1)}
+	p, err := plan.Build(plan.Input{Config: cfg, Links: links, Up: plantest.AllUp("A", "B"), Degraded6: plantest.AllUp("A")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := p.ISPs[0], p.ISPs[1]
+	if !a.Routing || a.Routing6 || !a.Degraded6 || !b.Routing || !b.Routing6 {
+		t.Fatalf("A routing %v/%v (degraded6 %v), B %v/%v: want A's IPv6 alone out", a.Routing, a.Routing6, a.Degraded6, b.Routing, b.Routing6)
+	}
+}

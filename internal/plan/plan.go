@@ -50,6 +50,11 @@ type Input struct {
 	// Down6 holds the ISPs whose IPv6 alone the monitor judged down; their
 	// IPv4 is judged by Up.
 	Down6 map[string]bool
+	// Degraded and Degraded6 hold the ISPs whose IPv4 or IPv6 answers
+	// the monitor's probes but beyond its quality thresholds (latency,
+	// jitter): they carry no new connections while another ISP of the
+	// family routes that is not degraded.
+	Degraded, Degraded6 map[string]bool
 	// RuleFiles are the parsed files of balance/routes, firewall, pre-run
 	// and post-run.
 	RuleFiles []rules.File
@@ -75,6 +80,10 @@ type ISP struct {
 	// with carrier while the plan is a last resort).
 	Up      bool
 	Routing bool
+	// Degraded and Degraded6 are the monitor's quality verdicts on the
+	// ISP's IPv4 and IPv6; a degraded family routes only when no healthy
+	// ISP of that family is left.
+	Degraded, Degraded6 bool
 	// Warnings are what the admin should know about a working but odd
 	// setup, for the log and the status table.
 	Warnings []string
@@ -310,8 +319,10 @@ func Build(in Input) (Plan, error) {
 	if err := vetGateways(cfg, in, &p); err != nil {
 		return Plan{}, err
 	}
+	leaveDegraded(p.ISPs, in.Degraded, false)
 	p.LastResort = lastResort(cfg, p.ISPs)
 	p.LastResort6 = planRouting6(cfg, p.ISPs, in.Down6)
+	leaveDegraded(p.ISPs, in.Degraded6, true)
 	for _, s := range cfg.LANs() {
 		l, ok := in.Links[s.Device]
 		if !ok || !l.Present || !l.Addr.IsValid() {
@@ -369,6 +380,32 @@ func lastResort(cfg *config.Config, isps []ISP) bool {
 		}
 	}
 	return used
+}
+
+// leaveDegraded takes the ISPs whose family (IPv4, or IPv6 when ipv6)
+// the monitor judged degraded out of that family's routing, when an ISP
+// that is not degraded still routes it. Without one they keep routing: a
+// slow link is better than none, and one judged down is worse.
+func leaveDegraded(isps []ISP, degraded map[string]bool, ipv6 bool) {
+	routing := func(isp *ISP) *bool { return &isp.Routing }
+	mark := func(isp *ISP) *bool { return &isp.Degraded }
+	if ipv6 {
+		routing = func(isp *ISP) *bool { return &isp.Routing6 }
+		mark = func(isp *ISP) *bool { return &isp.Degraded6 }
+	}
+	healthy := false
+	for i := range isps {
+		*mark(&isps[i]) = degraded[isps[i].Name]
+		healthy = healthy || *routing(&isps[i]) && !degraded[isps[i].Name]
+	}
+	if !healthy {
+		return
+	}
+	for i := range isps {
+		if degraded[isps[i].Name] {
+			*routing(&isps[i]) = false
+		}
+	}
 }
 
 func reason(l Link, found bool) string {

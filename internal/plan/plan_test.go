@@ -178,3 +178,46 @@ func TestRuleFileErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestDegradedLeavesWhileAHealthyISPRoutes: an ISP the monitor judged
+// degraded carries no new connections while a healthy one routes, and
+// routes again when it is the best left (the healthy one down), never
+// leaving the LAN without a route; IPv6's degraded verdict acts on IPv6
+// alone.
+func TestDegradedLeavesWhileAHealthyISPRoutes(t *testing.T) {
+	cfg, _ := config.Parse("b", strings.NewReader("A wan1 isp\nB wan2 isp\nLAN lan1 lan\n"))
+	links := map[string]plan.Link{"wan1": isp(1), "wan2": isp(2), "lan1": lan(1)}
+	routing := func(up map[string]bool, degraded map[string]bool) string {
+		t.Helper()
+		p, err := plan.Build(plan.Input{Config: cfg, Links: links, Up: up, Degraded: degraded})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, i := range p.ISPs {
+			out = append(out, i.Name+"="+strconv.FormatBool(i.Routing))
+			if i.Degraded != degraded[i.Name] {
+				t.Errorf("%s: Degraded %v, want %v", i.Name, i.Degraded, degraded[i.Name])
+			}
+		}
+		if p.LastResort {
+			out = append(out, "last resort")
+		}
+		return strings.Join(out, " ")
+	}
+	for _, tc := range []struct {
+		name         string
+		up, degraded map[string]bool
+		want         string
+	}{
+		{"both healthy", allUp("A", "B"), nil, "A=true B=true"},
+		{"A degraded", allUp("A", "B"), allUp("A"), "A=false B=true"},
+		{"A degraded, B down", allUp("A"), allUp("A"), "A=true B=false"},
+		{"both degraded", allUp("A", "B"), allUp("A", "B"), "A=true B=true"},
+		{"A down and degraded, B down", allUp(), allUp("A"), "A=true B=true last resort"},
+	} {
+		if got := routing(tc.up, tc.degraded); got != tc.want {
+			t.Errorf("%s: routing %s, want %s", tc.name, got, tc.want)
+		}
+	}
+}

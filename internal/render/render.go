@@ -369,6 +369,13 @@ type MonitorISP struct {
 	// HoldSeconds is set for a link that flap damping holds down: how
 	// much longer its probes must keep answering before it goes up.
 	HoldSeconds float64 `json:"hold_seconds,omitempty"`
+	// Degraded says, for a link beyond its quality thresholds (State
+	// "degraded"), which figure exceeds which threshold. MaxRTTms and
+	// MaxJitterMs are the thresholds (max_rtt_ms, max_jitter_ms; 0 or
+	// absent: none).
+	Degraded    string  `json:"degraded,omitempty"`
+	MaxRTTms    float64 `json:"max_rtt_ms,omitempty"`
+	MaxJitterMs float64 `json:"max_jitter_ms,omitempty"`
 	// IPv6 marks an ISP's IPv6 half.
 	IPv6 bool `json:"ipv6,omitempty"`
 	// P95RTTms and JitterMs (the standard deviation) are over the
@@ -618,6 +625,9 @@ func writeMonitor(w io.Writer, report StatusReport) {
 	}
 	tw.Flush()
 	for _, is := range m.ISPs {
+		if is.Degraded != "" {
+			fmt.Fprintf(w, "  degraded: %s: %s\n", is.Service, is.Degraded)
+		}
 		if is.Warning != "" {
 			fmt.Fprintf(w, "  warning: %s: %s\n", is.Service, is.Warning)
 		}

@@ -169,3 +169,49 @@ func holder(path string) string {
 // IPv6Name is the name under which an ISP's IPv6 half is judged and its
 // verdict kept ("CABLE.ipv6"): the monitor judges the families apart.
 func IPv6Name(service string) string { return service + ".ipv6" }
+
+// DegradedFile is where the running monitor lists the ISPs (and ISPs'
+// IPv6 halves, by IPv6Name) that answer their probes but exceed their
+// quality thresholds, one name a line, for every rebuild to read. It
+// lives in the run directory: it means something only while the monitor
+// that wrote it runs, which clears it when it starts and stops.
+func DegradedFile(runDir string) string { return filepath.Join(runDir, "degraded") }
+
+// ReadDegraded returns the names listed in the degraded file at path;
+// none when there is no file.
+func ReadDegraded(path string) (map[string]bool, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return map[string]bool{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the degraded ISPs: %w", err)
+	}
+	out := map[string]bool{}
+	for _, name := range strings.Fields(string(data)) {
+		out[name] = true
+	}
+	return out, nil
+}
+
+// WriteDegraded lists names in the degraded file at path, atomically;
+// no names removes the file.
+func WriteDegraded(path string, names []string) error {
+	if len(names) == 0 {
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("clearing the degraded ISPs: %w", err)
+		}
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return fmt.Errorf("recording the degraded ISPs: %w", err)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strings.Join(names, "\n")+"\n"), 0o644); err != nil {
+		return fmt.Errorf("recording the degraded ISPs: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("recording the degraded ISPs: %w", err)
+	}
+	return nil
+}

@@ -116,3 +116,22 @@ func TestLockWaitsInTheKernel(t *testing.T) {
 	}
 	l.Unlock()
 }
+
+func TestDegradedFile(t *testing.T) {
+	path := DegradedFile(t.TempDir())
+	if got, err := ReadDegraded(path); err != nil || len(got) != 0 {
+		t.Fatalf("no file: %v, %v", got, err)
+	}
+	if err := WriteDegraded(path, []string{"CABLE", IPv6Name("DSL")}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := ReadDegraded(path); err != nil || len(got) != 2 || !got["CABLE"] || !got["DSL.ipv6"] {
+		t.Fatalf("got %v, %v", got, err)
+	}
+	if err := WriteDegraded(path, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("an empty list left the file: %v", err)
+	}
+}
