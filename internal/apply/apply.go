@@ -239,38 +239,10 @@ func (a *Applier) Apply(ctx context.Context, p plan.Plan) (stats Stats, err erro
 		}
 		fw.watch()
 	}
-	// On nf_tables each commit ends with the restore process waiting for
-	// the kernel to free the old rules (an RCU grace period, 8-16 ms),
-	// so when both families change their restores run side by side; the
-	// kernel orders the two commits and iptables-nft retries one whose
-	// view the other changed. The xtables lock of the legacy backend
-	// would only make them queue, so there they run one after the other.
-	var ipv6Done chan restoreDone
-	if input != "" && input6 != "" && fw.rs != nil {
-		ipv6Done = make(chan restoreDone, 1)
-		a.echo("ip6tables-restore --noflush <<EOF\n%sEOF", input6)
-		go func() {
-			w, err := a.netfilter6.restoreByWriter(ctx, input6, true)
-			ipv6Done <- restoreDone{w, err}
-		}()
-	}
-	// waitIPv6 collects the IPv6 restore started alongside, if any.
-	waitIPv6 := func() (restoreDone, bool) {
-		if ipv6Done == nil {
-			return restoreDone{}, false
-		}
-		d := <-ipv6Done
-		ipv6Done = nil
-		return d, true
-	}
 	if input != "" {
 		a.echo("iptables-restore --noflush <<EOF\n%sEOF", input)
 		writer, err := a.netfilter.restoreByWriter(ctx, input, true)
 		if err != nil {
-			// The IPv6 part, if it went in, is rolled back with the rest.
-			if d, ran := waitIPv6(); ran && d.err == nil {
-				writers = append(writers, d.writer)
-			}
 			if fw.fromRecord {
 				// The record keeps only ispbalance's part; the search for
 				// the guilty line wants the whole tables.
@@ -279,19 +251,15 @@ func (a *Applier) Apply(ctx context.Context, p plan.Plan) (stats Stats, err erro
 				}
 			}
 			err = a.explainRestore(ctx, err, input, origins, fwBefore)
-			return stats, a.rollback(ctx, err, routingBefore, fwBefore, fw6Before)
+			return stats, a.rollback(ctx, err, routingBefore, fwBefore, nil)
 		}
 		writers = append(writers, writer)
 	}
 	if input6 != "" {
 		// Same policy, same transaction style; a failure undoes the IPv4
 		// part and the routing too, so the families never disagree.
-		d, ran := waitIPv6()
-		if !ran {
-			a.echo("ip6tables-restore --noflush <<EOF\n%sEOF", input6)
-			d.writer, d.err = a.netfilter6.restoreByWriter(ctx, input6, true)
-		}
-		writer, err := d.writer, d.err
+		a.echo("ip6tables-restore --noflush <<EOF\n%sEOF", input6)
+		writer, err := a.netfilter6.restoreByWriter(ctx, input6, true)
 		if err != nil {
 			if fw.fromRecord {
 				if now, serr := a.netfilter6.save(ctx); serr == nil {
@@ -315,12 +283,6 @@ func (a *Applier) Apply(ctx context.Context, p plan.Plan) (stats Stats, err erro
 	stats.Took = time.Since(start)
 	stats.Firewall = stats.Took - stats.Read - stats.Routing
 	return stats, nil
-}
-
-// restoreDone is how one family's restore ended.
-type restoreDone struct {
-	writer int
-	err    error
 }
 
 // firewallView is the firewall as one Apply found it.
