@@ -134,6 +134,13 @@ var mailers = []string{"/usr/sbin/sendmail", "/usr/lib/sendmail"}
 // Operation not permitted"). A variable so tests can point it elsewhere.
 var localSMTP = "127.0.0.1:25"
 
+// smtpPatience is how long a refused connection to localSMTP is tried
+// again, every smtpRetry, before falling back to sendmail: at boot the
+// monitor's first verdicts come before the mail transport listens
+// (exim4 waits for network-online.target), and the fallback fails
+// under the unit's sandbox. Variables so tests can shorten them.
+var smtpPatience, smtpRetry = 3 * time.Minute, 5 * time.Second
+
 func (m *Monitor) mail(to string, ev lsm.Event, family string) {
 	name := ev.Name
 	if family == "ipv6" {
@@ -142,12 +149,28 @@ func (m *Monitor) mail(to string, ev lsm.Event, family string) {
 	host, _ := os.Hostname()
 	body := fmt.Sprintf("Subject: ispbalance: %s is %s on %s\n\n%s went from %s to %s at %s (device %s, probe target %s).\n",
 		name, ev.State, host, name, ev.Prev, ev.State, ev.Time.Format("2006-01-02 15:04:05 MST"), ev.Device, ev.CheckIP)
-	ctx, cancel := context.WithTimeout(m.scriptCtx, m.opts.ScriptTimeout)
-	defer cancel()
-	err := sendSMTP(ctx, localSMTP, host, to, body)
+	send := func() error {
+		ctx, cancel := context.WithTimeout(m.scriptCtx, m.opts.ScriptTimeout)
+		defer cancel()
+		return sendSMTP(ctx, localSMTP, host, to, body)
+	}
+	err := send()
+	if errors.Is(err, syscall.ECONNREFUSED) && haveMailer() {
+		// A mail transport is installed but not listening yet.
+		for give := time.Now().Add(smtpPatience); errors.Is(err, syscall.ECONNREFUSED) && time.Now().Before(give); {
+			select {
+			case <-m.scriptCtx.Done():
+				return
+			case <-time.After(smtpRetry):
+			}
+			err = send()
+		}
+	}
 	if err == nil {
 		return
 	}
+	ctx, cancel := context.WithTimeout(m.scriptCtx, m.opts.ScriptTimeout)
+	defer cancel()
 	if !errors.Is(err, syscall.ECONNREFUSED) {
 		m.log.Warn("sending warning mail to the local mail transport", "to", to, "addr", localSMTP, "err", err)
 	}
@@ -162,6 +185,17 @@ func (m *Monitor) mail(to string, ev lsm.Event, family string) {
 		}
 		return
 	}
+}
+
+// haveMailer says a sendmail program exists: then a mail transport is
+// installed, whether or not it listens yet.
+func haveMailer() bool {
+	for _, path := range mailers {
+		if _, err := os.Stat(path); err == nil {
+			return true
+		}
+	}
+	return false
 }
 
 // sendSMTP hands a mail to the transport at addr. Addresses without a
