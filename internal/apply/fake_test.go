@@ -192,7 +192,13 @@ func (k *kernel) addForeign(t *testing.T) {
 
 func scenario(t *testing.T, name string) plantest.Scenario {
 	t.Helper()
-	for _, sc := range plantest.Scenarios {
+	return scenarioIn(t, name, plantest.Scenarios)
+}
+
+// scenarioIn finds a scenario by name among scs.
+func scenarioIn(t *testing.T, name string, scs []plantest.Scenario) plantest.Scenario {
+	t.Helper()
+	for _, sc := range scs {
 		if sc.Name == name {
 			return sc
 		}

@@ -70,13 +70,7 @@ func stickyScenarios() []plantest.Scenario {
 
 func stickyScenario(t *testing.T, name string) plantest.Scenario {
 	t.Helper()
-	for _, sc := range append(stickyScenarios(), plantest.Scenarios...) {
-		if sc.Name == name {
-			return sc
-		}
-	}
-	t.Fatalf("no scenario %s", name)
-	return plantest.Scenario{}
+	return scenarioIn(t, name, append(stickyScenarios(), plantest.Scenarios...))
 }
 
 // stickyPlan builds a scenario's plan without its IPv6 routing.
