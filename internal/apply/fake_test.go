@@ -468,14 +468,7 @@ func TestFailedApplyRollsBack(t *testing.T) {
 			k.setFacts(to)
 			p := build(t, to)
 			tt.setup(k, &p)
-			_, err := k.applier.Apply(context.Background(), p)
-			if err == nil {
-				t.Fatal("apply succeeded")
-			}
-			k.routing.Fail = nil
-			if d := cmp.Diff(before, k.state(t)); d != "" {
-				t.Errorf("after the failure (%v), the state is not as before (-before +after):\n%s", err, d)
-			}
+			applyFailsAndRollsBack(t, k, p, before, k.state)
 		})
 	}
 }
@@ -647,5 +640,19 @@ func TestRuleFilesRemoved(t *testing.T) {
 	k.applyScenario(t, plain)
 	if d := cmp.Diff(freshState(t, plain), k.state(t)); d != "" {
 		t.Errorf("after the rule files went (-fresh +got):\n%s", d)
+	}
+}
+
+// applyFailsAndRollsBack applies p, which a failure set up by the test
+// must refuse, and checks that state then reads as before.
+func applyFailsAndRollsBack(t *testing.T, k *kernel, p plan.Plan, before string, state func(*testing.T) string) {
+	t.Helper()
+	_, err := k.applier.Apply(context.Background(), p)
+	if err == nil {
+		t.Fatal("apply succeeded")
+	}
+	k.routing.Fail = nil
+	if d := cmp.Diff(before, state(t)); d != "" {
+		t.Errorf("after the failure (%v), the state is not as before (-before +after):\n%s", err, d)
 	}
 }

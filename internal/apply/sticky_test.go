@@ -182,14 +182,7 @@ func TestStickyFailedApplyRollsBack(t *testing.T) {
 			k.setFacts(to)
 			p := stickyPlan(t, to)
 			tt.setup(k, &p)
-			_, err := k.applier.Apply(context.Background(), p)
-			if err == nil {
-				t.Fatal("apply succeeded")
-			}
-			k.routing.Fail = nil
-			if d := cmp.Diff(before, k.state(t)); d != "" {
-				t.Errorf("after the failure (%v), the state is not as before (-before +after):\n%s", err, d)
-			}
+			applyFailsAndRollsBack(t, k.kernel, p, before, k.state)
 		})
 	}
 }

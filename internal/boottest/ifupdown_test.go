@@ -247,16 +247,7 @@ func (r *router) killMonitor() {
 	watch := r.watchLAN()
 	killed := time.Now()
 	r.sh("kill", "-9", pid)
-	var newPID string
-	lab.WaitFor(t, "systemd restarting the monitor", 30*time.Second, func() bool {
-		out, _ := r.try("systemctl", "show", "-p", "MainPID", "-p", "ActiveState", "--value", "ispbalance")
-		f := strings.Fields(out)
-		if len(f) == 2 && f[0] != pid && f[0] != "0" && f[1] == "active" {
-			newPID = f[0]
-			return true
-		}
-		return false
-	})
+	newPID := r.monitorReplaced("systemd restarting the monitor", pid)
 	gap := time.Since(killed)
 	lab.WaitFor(t, "balanced after the restart", 10*time.Second, func() bool { return r.balanced("ISP1", "ISP2") })
 	failed, total := watch()
@@ -350,16 +341,7 @@ func (r *router) upgrade() {
 	}
 	start := time.Now()
 	r.install(artefacts.deb2)
-	var newPID string
-	lab.WaitFor(t, "the monitor restarted by the upgrade", 30*time.Second, func() bool {
-		out, _ := r.try("systemctl", "show", "-p", "MainPID", "-p", "ActiveState", "--value", "ispbalance")
-		f := strings.Fields(out)
-		if len(f) == 2 && f[0] != pid && f[0] != "0" && f[1] == "active" {
-			newPID = f[0]
-			return true
-		}
-		return false
-	})
+	newPID := r.monitorReplaced("the monitor restarted by the upgrade", pid)
 	lab.WaitFor(t, "balanced after the upgrade", 10*time.Second, func() bool { return r.balanced("ISP1", "ISP2") })
 	sent, received, err := ping.Stop()
 	t.Logf("step 5: upgrade took %v; monitor pid %s -> %s; 2 ms ping stream: %d sent, %d answered",
@@ -376,4 +358,21 @@ func (r *router) upgrade() {
 	if v := r.sh("dpkg-query", "-W", "-f", "${Version}", "ispbalance"); !strings.HasSuffix(v, "-2") {
 		t.Errorf("after the upgrade the installed version is %s", v)
 	}
+}
+
+// monitorReplaced waits until systemd reports the service active with a
+// main process other than oldPID, and returns the new one.
+func (r *router) monitorReplaced(what, oldPID string) string {
+	r.t.Helper()
+	var newPID string
+	lab.WaitFor(r.t, what, 30*time.Second, func() bool {
+		out, _ := r.try("systemctl", "show", "-p", "MainPID", "-p", "ActiveState", "--value", "ispbalance")
+		f := strings.Fields(out)
+		if len(f) == 2 && f[0] != oldPID && f[0] != "0" && f[1] == "active" {
+			newPID = f[0]
+			return true
+		}
+		return false
+	})
+	return newPID
 }

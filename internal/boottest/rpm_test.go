@@ -73,11 +73,7 @@ func TestRpmScriptlets(t *testing.T) {
 
 	pid := strings.TrimSpace(r.sh("systemctl", "show", "-p", "MainPID", "--value", "ispbalance"))
 	rpmCmd("-U", copyIn(artefacts.rpm2))
-	lab.WaitFor(t, "the monitor restarted by the upgrade", 30*time.Second, func() bool {
-		out, _ := r.try("systemctl", "show", "-p", "MainPID", "-p", "ActiveState", "--value", "ispbalance")
-		f := strings.Fields(out)
-		return len(f) == 2 && f[0] != pid && f[0] != "0" && f[1] == "active"
-	})
+	r.monitorReplaced("the monitor restarted by the upgrade", pid)
 	lab.WaitFor(t, "balanced after the upgrade", 10*time.Second, func() bool { return r.balanced("ISP1", "ISP2") })
 	if got := r.sh("cat", "/etc/sysconfig/network-scripts/balance.conf"); got != balanceConf {
 		t.Errorf("the upgrade changed balance.conf:\n%s", got)

@@ -92,11 +92,7 @@ ip route replace 10.77.0.0/16 dev lan1 table 77 || exit 1
 	pid := strings.TrimSpace(r.sh("systemctl", "show", "-p", "MainPID", "--value", "ispbalance"))
 	stopped := time.Now()
 	r.sh("kill", "-STOP", pid)
-	lab.WaitFor(t, "the watchdog restarting a stuck monitor", 30*time.Second, func() bool {
-		out, _ := r.try("systemctl", "show", "-p", "MainPID", "-p", "ActiveState", "--value", "ispbalance")
-		f := strings.Fields(out)
-		return len(f) == 2 && f[0] != pid && f[0] != "0" && f[1] == "active"
-	})
+	r.monitorReplaced("the watchdog restarting a stuck monitor", pid)
 	t.Logf("watchdog: a stopped monitor was replaced %v after SIGSTOP (WatchdogSec=2s)", time.Since(stopped).Round(time.Millisecond))
 
 	out, _ := r.try("systemd-analyze", "security", "--no-pager", "ispbalance.service")
